@@ -1,0 +1,218 @@
+"""Everything about reaching AWS (or a local endpoint): sessions, clients, retries, and turning
+botocore's exceptions into one line a user can act on.
+
+Real AWS and the embedded endpoint share this code path; only ``endpoint_url`` differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+#: Credentials the tools supply for a loopback endpoint only (moto accepts anything), so that the
+#: embedded mode needs no account. Real endpoints always use the standard credential chain.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "filejobs-local", "aws_secret_access_key": "filejobs-local"}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+)+-\d+$")
+
+
+class AwsSetupError(Exception):
+    """A configuration problem found before any work is done (one line, exit 1)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: region, endpoint (``None`` = AWS), named profile."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+    @property
+    def resolved_endpoint(self) -> str | None:
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+
+    @property
+    def is_local(self) -> bool:
+        url = self.resolved_endpoint
+        return bool(url) and urlparse(url).hostname in _LOOPBACK
+
+
+@dataclass
+class Clients:
+    s3: object
+    sqs: object
+    session: object = field(repr=False, default=None)
+    target: Target = field(default_factory=Target)
+
+    def client(self, service: str, **kwargs):
+        """Another client (autoscaling, cloudwatch…) built the same way."""
+        return _client(self.session, service, self.target, **kwargs)
+
+
+def make_session(target: Target):
+    try:
+        session = boto3.Session(profile_name=target.profile, region_name=target.region)
+    except bexc.ProfileNotFound:
+        raise AwsSetupError(f"AWS profile {target.profile!r} not found") from None
+    if target.is_local and session.get_credentials() is None:
+        session = boto3.Session(region_name=target.region or session.region_name or "us-east-1",
+                                **LOCAL_CREDENTIALS)
+    if not session.region_name:
+        raise AwsSetupError("no AWS region: pass REGION or set AWS_REGION / AWS_DEFAULT_REGION or a profile region")
+    region = session.region_name
+    if not target.resolved_endpoint and not _known_region(session, region):
+        raise AwsSetupError(f"unknown AWS region {region!r}")
+    return session
+
+
+def _known_region(session, region: str) -> bool:
+    if not _REGION_RE.match(region):
+        return False
+    for partition in session.get_available_partitions():
+        if region in session.get_available_regions("sqs", partition_name=partition):
+            return True
+    # botocore's list lags new regions; a well-formed name is given the benefit of the doubt
+    # only when the list is clearly older than the name (opt-in regions appear with updates).
+    return False
+
+
+def client_config(*, max_pool_connections: int = 10, read_timeout_s: int = 70) -> Config:
+    # Standard retry mode retries throttling, 5xx and connection errors with exponential backoff
+    # and a retry quota: https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+    # The read timeout must exceed the 20 s long poll.
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=max(10, max_pool_connections),
+        connect_timeout=5,
+        read_timeout=read_timeout_s,
+    )
+
+
+def _client(session, service: str, target: Target, **config_kwargs):
+    return session.client(service, endpoint_url=target.resolved_endpoint,
+                          config=client_config(**config_kwargs))
+
+
+def make_clients(target: Target, *, max_pool_connections: int = 10) -> Clients:
+    session = make_session(target)
+    return Clients(
+        s3=_client(session, "s3", target, max_pool_connections=max_pool_connections),
+        sqs=_client(session, "sqs", target, max_pool_connections=max_pool_connections),
+        session=session,
+        target=target,
+    )
+
+
+def resolve_queue_url(sqs, queue: str) -> str:
+    """QUEUE may be a name (looked up) or a URL (used as is)."""
+    if queue.startswith(("https://", "http://")):
+        return queue
+    return sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+
+
+def queue_name(queue: str) -> str:
+    return queue.rstrip("/").rsplit("/", 1)[-1]
+
+
+# --------------------------------------------------------------------------- errors
+
+_QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+_DENIED = {"AccessDenied", "AccessDeniedException", "AuthorizationError", "AllAccessDisabled",
+           "KMS.AccessDeniedException", "Forbidden", "403"}
+_BAD_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidToken"}
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, bexc.ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def is_queue_missing(exc: BaseException) -> bool:
+    return error_code(exc) in _QUEUE_MISSING
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors no retry can fix: the configuration is wrong (queue gone, access denied, bad keys)."""
+    if isinstance(exc, (bexc.NoCredentialsError, bexc.NoRegionError, bexc.ProfileNotFound,
+                        bexc.PartialCredentialsError)):
+        return True
+    code = error_code(exc)
+    return code in _QUEUE_MISSING or code in _DENIED or code in _BAD_CREDENTIALS or code == "NoSuchBucket"
+
+
+def describe(exc: BaseException, *, bucket: str | None = None, queue: str | None = None) -> str:
+    """One line naming what is wrong, for any exception botocore raises."""
+    if isinstance(exc, AwsSetupError):
+        return str(exc)
+    if isinstance(exc, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
+        return "no AWS credentials found (use --profile, AWS_PROFILE, environment variables or an instance role)"
+    if isinstance(exc, bexc.NoRegionError):
+        return "no AWS region: pass REGION or set AWS_REGION"
+    if isinstance(exc, bexc.ProfileNotFound):
+        return f"AWS profile not found: {exc.kwargs.get('profile')}"
+    if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError)):
+        return f"cannot reach the endpoint {exc.kwargs.get('endpoint_url', '')}".rstrip()
+    if isinstance(exc, bexc.ReadTimeoutError):
+        return f"the endpoint did not answer in time ({exc.kwargs.get('endpoint_url', '')})"
+    if isinstance(exc, bexc.ClientError):
+        code = error_code(exc) or "?"
+        op = getattr(exc, "operation_name", "request")
+        if code in _QUEUE_MISSING:
+            return f"queue {queue or ''} does not exist (or is in another region/account)".replace("  ", " ")
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and op == "HeadBucket"):
+            return f"bucket {bucket or ''} does not exist".replace("  ", " ")
+        if code in _DENIED:
+            return f"access denied for {op} (check the IAM policy for this bucket/queue)"
+        if code in _BAD_CREDENTIALS:
+            return f"AWS rejected the credentials ({code})"
+        msg = exc.response.get("Error", {}).get("Message") or ""
+        return f"{op} failed: {code} {msg}".strip()
+    if isinstance(exc, bexc.BotoCoreError):
+        return str(exc).splitlines()[0]
+    return f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+
+
+# --------------------------------------------------------------------------- request accounting
+
+
+class CallRecorder:
+    """Counts and records API calls (``before-call``) and HTTP requests (``before-send``, retries
+    included) of every client it is attached to. Used by the benchmarks and the IAM policy test."""
+
+    def __init__(self, keep_params: bool = False):
+        self._lock = threading.Lock()
+        self.keep_params = keep_params
+        self.calls: list[tuple[str, str, dict]] = []
+        self.requests = 0
+        self.by_operation: dict[str, int] = {}
+
+    def attach(self, client) -> None:
+        service = client.meta.service_model.service_name
+        client.meta.events.register("before-call.*.*", lambda model, params, **_: self._call(service, model.name, params))
+        client.meta.events.register("before-send.*.*", self._send)
+
+    def _call(self, service, operation, params):
+        with self._lock:
+            name = f"{service}:{operation}"
+            self.by_operation[name] = self.by_operation.get(name, 0) + 1
+            if self.keep_params:
+                keep = {k: params.get(k) for k in ("Bucket", "Key", "QueueUrl", "Prefix", "AutoScalingGroupName")
+                        if k in params}
+                self.calls.append((service, operation, keep))
+
+    def _send(self, **_):
+        with self._lock:
+            self.requests += 1
+
+    def total_calls(self) -> int:
+        return sum(self.by_operation.values())

@@ -1,0 +1,613 @@
+"""sendjobs' library: walk a directory, upload every file, send one job per uploaded file.
+
+Pipeline (plan → act)::
+
+    walk (lazy, main thread) ──► plan (journal: skip / send only / upload)
+        ──► upload pool (``concurrency`` threads, bounded queue) ──► sender threads
+        (SendMessageBatch of 10) ──► journal marks the file as sent
+
+A job is put on the sender queue only after its upload returned, so a message never names an
+object that is not (yet) in S3. The journal is a small SQLite file per (directory, bucket,
+prefixes, queue) in the state folder; it is what makes a rerun resume (see README, "Resume").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import queue as queue_mod
+import secrets
+import sqlite3
+import stat
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from . import aws, message
+from .message import Job, printable
+from .transfer import TransferConfig, file_md5, put_file
+
+#: SendMessageBatch takes at most 10 entries whose bodies add up to the queue's MaximumMessageSize.
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html
+BATCH_ENTRIES = 10
+SEND_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    directory: str
+    bucket: str
+    input_prefix: str
+    output_prefix: str
+    queue: str
+    recursive: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    concurrency: int = 32
+    force: bool = False
+    dry_run: bool = False
+    batch_prefix: str = "batches/"
+    state_dir: str | None = None
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    #: How long a sender waits for a batch to fill before sending a partial one.
+    batch_linger_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: str
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Failure:
+    rel: str
+    reason: str
+
+
+@dataclass
+class SendSummary:
+    batch_id: str | None = None
+    files_seen: int = 0
+    files_sent: int = 0
+    files_skipped: int = 0
+    files_uploaded: int = 0
+    files_failed: int = 0
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    manifest_key: str | None = None
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.files_failed and not self.interrupted
+
+    def as_dict(self) -> dict:
+        secs = max(self.seconds, 1e-9)
+        return {
+            "batch_id": self.batch_id, "files_seen": self.files_seen, "files_sent": self.files_sent,
+            "files_skipped": self.files_skipped, "files_uploaded": self.files_uploaded,
+            "files_failed": self.files_failed, "bytes_uploaded": self.bytes_uploaded,
+            "seconds": round(self.seconds, 3), "files_per_s": round(self.files_sent / secs, 1),
+            "mib_per_s": round(self.bytes_uploaded / secs / 2**20, 2), "interrupted": self.interrupted,
+            "manifest_key": self.manifest_key,
+            "failures": [{"file": f.rel, "reason": f.reason} for f in self.failures],
+        }
+
+
+class FatalSendError(Exception):
+    """Stops the whole run (bucket missing, access denied…): one line for the user."""
+
+
+# --------------------------------------------------------------------------- walk
+
+
+def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+         follow_symlinks: bool = False, warn: Callable[[str], None] = lambda _: None,
+         fail: Callable[[str, str], None] = lambda rel, why: None) -> Iterator[LocalFile]:
+    """Yield regular files below ``root`` lazily (one ``scandir`` at a time, no global list).
+
+    Symlinks are skipped with a warning unless ``follow_symlinks``; even then only links that
+    resolve inside ``root`` are followed (a link out of the directory is skipped with a warning),
+    and directory cycles are cut. Sockets, FIFOs and devices are skipped with a warning.
+    """
+    real_root = os.path.realpath(root)
+    seen_dirs = {_dir_id(real_root)}
+    stack = [("", root)]
+    while stack:
+        rel_dir, path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except OSError as exc:
+            fail(rel_dir or ".", f"cannot list directory: {exc.strerror}")
+            continue
+        with it:
+            for entry in it:
+                name = entry.name
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                try:
+                    is_link = entry.is_symlink()
+                    if is_link and not follow_symlinks:
+                        warn(f"skipped symlink {printable(rel)} (use --follow-symlinks to follow links inside the directory)")
+                        continue
+                    if is_link:
+                        target = os.path.realpath(entry.path)
+                        if not (target == real_root or target.startswith(real_root + os.sep)):
+                            warn(f"skipped symlink {printable(rel)}: it points outside the directory")
+                            continue
+                    st = os.stat(entry.path)  # follows a permitted link
+                except FileNotFoundError:
+                    warn(f"skipped {printable(rel)}: vanished or dangling link")
+                    continue
+                except OSError as exc:
+                    fail(rel, f"cannot stat: {exc.strerror}")
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if not recursive or _excluded(rel + "/", name, exclude):
+                        continue
+                    ident = (st.st_dev, st.st_ino)
+                    if ident in seen_dirs:
+                        warn(f"skipped {printable(rel)}: directory already visited (link cycle)")
+                        continue
+                    seen_dirs.add(ident)
+                    stack.append((rel, entry.path))
+                elif stat.S_ISREG(st.st_mode):
+                    if include and not _matches(rel, name, include):
+                        continue
+                    if _excluded(rel, name, exclude):
+                        continue
+                    yield LocalFile(path=entry.path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                else:
+                    warn(f"skipped {printable(rel)}: not a regular file (socket, FIFO or device)")
+
+
+def _dir_id(path):
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
+def _matches(rel: str, name: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _excluded(rel: str, name: str, patterns) -> bool:
+    return bool(patterns) and (_matches(rel, name, patterns) or _matches(rel.rstrip("/"), name, patterns))
+
+
+def key_problem(input_prefix: str, rel: str) -> str | None:
+    """Why a file cannot become an S3 key, or None."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8 (S3 keys must be)"
+    try:
+        message.check_key(message.input_key(input_prefix, rel))
+    except message.MessageError as exc:
+        return str(exc)
+    return None
+
+
+# --------------------------------------------------------------------------- journal
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "filejobs")
+
+
+def journal_path(state_dir: str, config: SendConfig, queue_url: str) -> str:
+    ident = "\0".join([os.path.realpath(config.directory), config.bucket, config.input_prefix,
+                       config.output_prefix, queue_url])
+    return os.path.join(state_dir, hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".sqlite")
+
+
+class Journal:
+    """What this directory → (bucket, queue) pairing has uploaded and sent, on disk (flat memory).
+
+    ``files`` rows are written after the fact: ``uploaded`` once S3 answered the PUT, ``sent``
+    once SQS accepted the message. A crash can therefore lose at most the rows of requests in
+    flight, which the rerun redoes (an upload) or duplicates (one batch per sender thread).
+    """
+
+    def __init__(self, path: str | None):
+        self.path = path or ":memory:"
+        if path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+                             " etag TEXT, state TEXT, batch_id TEXT)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+
+    def lookup(self, rel: str):
+        with self._lock:
+            return self._db.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
+                                    (rel,)).fetchone()
+
+    def record(self, rows: list[tuple], state: str) -> None:
+        """rows: (rel, size, mtime_ns, etag, batch_id)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO files (rel, size, mtime_ns, etag, state, batch_id)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(r[0], r[1], r[2], r[3], state, r[4]) for r in rows])
+            self._db.execute("COMMIT")
+
+    def get_meta(self, k: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT v FROM meta WHERE k=?", (k,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, k: str, v: str | None) -> None:
+        with self._lock:
+            if v is None:
+                self._db.execute("DELETE FROM meta WHERE k=?", (k,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+
+    def batch_rows(self, batch_id: str) -> Iterator[tuple]:
+        with self._lock:
+            rows = self._db.execute("SELECT rel, size, etag FROM files WHERE batch_id=? AND state='sent' ORDER BY rel",
+                                    (batch_id,))
+            while True:
+                chunk = rows.fetchmany(1000)
+                if not chunk:
+                    return
+                yield from chunk
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+
+# --------------------------------------------------------------------------- plan
+
+
+SKIP, SEND_ONLY, UPLOAD = "skip", "send-only", "upload"
+
+
+def plan(file: LocalFile, previous, *, force: bool) -> str:
+    """What to do with ``file`` given its journal row ``(size, mtime_ns, etag, state, batch)``."""
+    if force or previous is None:
+        return UPLOAD
+    size, mtime_ns, _etag, state, _batch = previous
+    if size != file.size or mtime_ns != file.mtime_ns:
+        return UPLOAD
+    return SKIP if state == "sent" else SEND_ONLY
+
+
+# --------------------------------------------------------------------------- act
+
+
+class Sender:
+    """Runs one submission. ``clients`` is injected (tests pass moto clients)."""
+
+    def __init__(self, config: SendConfig, clients, *, log: Callable[[str], None] = lambda _: None,
+                 emit: Callable[[str], None] = lambda _: None, progress=None, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.config = config
+        self.s3 = clients.s3
+        self.sqs = clients.sqs
+        self.log = log
+        self.emit = emit
+        self.progress = progress
+        self.now = now
+        self.summary = SendSummary()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._fatal: BaseException | None = None
+        self.queue_url: str | None = None
+        self.max_message_bytes = 256 * 1024
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Find the queue and its size limit; raise FatalSendError with one line if it is missing."""
+        try:
+            self.queue_url = aws.resolve_queue_url(self.sqs, self.config.queue)
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url,
+                                                  AttributeNames=["MaximumMessageSize"])["Attributes"]
+        except Exception as exc:  # noqa: BLE001 - every cause becomes one line
+            raise FatalSendError(aws.describe(exc, bucket=self.config.bucket, queue=self.config.queue)) from None
+        self.max_message_bytes = int(attrs.get("MaximumMessageSize", self.max_message_bytes))
+
+    def open_journal(self) -> Journal:
+        state_dir = self.config.state_dir or default_state_dir()
+        try:
+            return Journal(journal_path(state_dir, self.config, self.queue_url or self.config.queue))
+        except (OSError, sqlite3.Error) as exc:
+            raise FatalSendError(f"cannot open the resume journal in {state_dir}: {exc}") from None
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> SendSummary:
+        started = time.monotonic()
+        try:
+            if self.config.dry_run:
+                return self._dry_run()
+            self.preflight()
+            journal = self.open_journal()
+            try:
+                self._run(journal)
+            finally:
+                journal.close()
+        finally:
+            self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def stop(self) -> None:
+        """Ask the run to stop promptly (Ctrl-C): no new uploads, in-flight batches are recorded."""
+        self._stop.set()
+
+    def _fail(self, rel: str, reason: str) -> None:
+        with self._lock:
+            self.summary.files_failed += 1
+            if len(self.summary.failures) < 1000:
+                self.summary.failures.append(Failure(rel, reason))
+        self.log(f"failed: {printable(rel)}: {reason}")
+
+    def _warn(self, text: str) -> None:
+        with self._lock:
+            if len(self.summary.warnings) < 1000:
+                self.summary.warnings.append(text)
+        self.log(f"warning: {text}")
+
+    def _files(self) -> Iterator[LocalFile]:
+        c = self.config
+        for f in walk(c.directory, recursive=c.recursive, include=c.include, exclude=c.exclude,
+                      follow_symlinks=c.follow_symlinks, warn=self._warn, fail=self._fail):
+            problem = key_problem(c.input_prefix, f.rel)
+            if problem:
+                self._fail(f.rel, problem)
+                continue
+            yield f
+
+    def _dry_run(self) -> SendSummary:
+        journal = None
+        state_dir = self.config.state_dir or default_state_dir()
+        if not self.config.force and os.path.isdir(state_dir):
+            # Read-only look at the journal, if a previous run left one; the queue URL is
+            # unknown without a request, so only a URL given as QUEUE finds it.
+            path = journal_path(state_dir, self.config, self.config.queue)
+            if os.path.exists(path):
+                journal = Journal(path)
+        self.summary.files_sent = 0
+        for f in self._files():
+            self.summary.files_seen += 1
+            action = plan(f, journal.lookup(f.rel) if journal else None, force=self.config.force)
+            if action == SKIP:
+                self.summary.files_skipped += 1
+                continue
+            self.summary.files_sent += 1
+            self.summary.bytes_uploaded += f.size if action == UPLOAD else 0
+            self.emit(json.dumps({"file": f.rel, "key": message.input_key(self.config.input_prefix, f.rel),
+                                  "size": f.size, "action": action}, ensure_ascii=False))
+        if journal:
+            journal.close()
+        return self.summary
+
+    def _run(self, journal: Journal) -> None:
+        c = self.config
+        batch_id = None if c.force else journal.get_meta("open_batch")
+        if batch_id:
+            self.log(f"resuming batch {batch_id}")
+        else:
+            batch_id = message.new_batch_id(self.now(), secrets.token_hex(3))
+            journal.set_meta("open_batch", batch_id)
+        self.summary.batch_id = batch_id
+
+        senders = max(1, min(8, c.concurrency // 8))
+        jobs: queue_mod.Queue = queue_mod.Queue(maxsize=BATCH_ENTRIES * senders * 4)
+        slots = threading.BoundedSemaphore(c.concurrency * 2)
+        sender_threads = [threading.Thread(target=self._send_loop, args=(jobs, journal), daemon=True,
+                                           name=f"sender-{i}") for i in range(senders)]
+        for t in sender_threads:
+            t.start()
+        pool = ThreadPoolExecutor(max_workers=c.concurrency, thread_name_prefix="upload")
+        try:
+            self._submit_all(journal, batch_id, jobs, slots, pool)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop submitting; uploads in flight finish, batches in flight are recorded,
+            # nothing else is sent. A rerun resumes from the journal.
+            self._stop.set()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=self._stop.is_set() or self._fatal is not None)
+            for _ in sender_threads:
+                jobs.put(None)
+            for t in sender_threads:
+                t.join()
+        if self._fatal:
+            raise FatalSendError(aws.describe(self._fatal, bucket=c.bucket, queue=c.queue))
+        self.summary.interrupted = self._stop.is_set()
+        self._write_manifest(journal, batch_id)
+        if self.summary.ok:
+            journal.set_meta("open_batch", None)
+
+    def _submit_all(self, journal: Journal, batch_id: str, jobs, slots, pool) -> None:
+        for f in self._files():
+            if self._stop.is_set() or self._fatal:
+                return
+            self.summary.files_seen += 1
+            action = plan(f, journal.lookup(f.rel), force=self.config.force)
+            if action == SKIP:
+                with self._lock:
+                    self.summary.files_skipped += 1
+                if self.progress:
+                    self.progress.add(files=1)
+                continue
+            # At most 2 × concurrency files are in the pool at once: memory stays flat.
+            while not slots.acquire(timeout=0.2):
+                if self._stop.is_set() or self._fatal:
+                    return
+            pool.submit(self._upload_one, f, action, journal, batch_id, jobs, slots)
+
+    def _upload_one(self, f: LocalFile, action: str, journal: Journal, batch_id: str, jobs, slots) -> None:
+        try:
+            if self._stop.is_set() or self._fatal:
+                return
+            c = self.config
+            key = message.input_key(c.input_prefix, f.rel)
+            etag = None
+            if action == SEND_ONLY:
+                etag = self._verify_uploaded(key, journal.lookup(f.rel), f)
+            if etag is None:
+                try:
+                    result = put_file(self.s3, f.path, c.bucket, key, config=c.transfer, size=f.size)
+                    after = os.stat(f.path)
+                except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+                    self._fail(f.rel, f"cannot read: {exc.strerror or exc}")
+                    return
+                except OSError as exc:
+                    self._fail(f.rel, f"cannot read: {exc}")
+                    return
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if aws.is_fatal(exc):
+                        self._fatal = self._fatal or exc
+                    else:
+                        self._fail(f.rel, aws.describe(exc, bucket=c.bucket))
+                    return
+                if after.st_size != f.size or after.st_mtime_ns != f.mtime_ns:
+                    self._fail(f.rel, "changed while it was uploaded; rerun to send the new version")
+                    return
+                etag = result.etag
+                journal.record([(f.rel, f.size, f.mtime_ns, etag, batch_id)], "uploaded")
+                with self._lock:
+                    self.summary.files_uploaded += 1
+                    self.summary.bytes_uploaded += f.size
+                if self.progress:
+                    self.progress.add(nbytes=f.size)
+            job = Job(bucket=c.bucket, input_key=key, input_prefix=c.input_prefix, output_prefix=c.output_prefix,
+                      batch_id=batch_id, size=f.size, etag=etag)
+            jobs.put((f, job, message.encode(job)))
+        finally:
+            slots.release()
+
+    def _verify_uploaded(self, key: str, row, f: LocalFile) -> str | None:
+        """A file uploaded by an interrupted run: reuse the object if S3 still holds that version."""
+        try:
+            head = self.s3.head_object(Bucket=self.config.bucket, Key=key)
+        except Exception:  # noqa: BLE001 - any doubt means upload again
+            return None
+        if row and head.get("ETag") == row[2] and head.get("ContentLength") == f.size:
+            return row[2]
+        return None
+
+    # -- enqueue --------------------------------------------------------------------------------
+
+    def _send_loop(self, jobs, journal: Journal) -> None:
+        pending: list = []
+        done = False
+        while not done:
+            timeout = self.config.batch_linger_s if pending else None
+            try:
+                item = jobs.get(timeout=timeout)
+            except queue_mod.Empty:
+                item = False
+            if item is None:
+                done = True
+            elif item is not False:
+                pending.append(item)
+            full = len(pending) >= BATCH_ENTRIES or self._batch_bytes(pending) > self.max_message_bytes
+            if pending and (full or item is False or done):
+                self._flush(pending, journal)
+        if pending:
+            self._flush(pending, journal)
+
+    @staticmethod
+    def _batch_bytes(pending) -> int:
+        return sum(len(body) for _, _, body in pending)
+
+    def _flush(self, pending: list, journal: Journal) -> None:
+        # Take the largest prefix of `pending` that fits one request; the rest waits its turn.
+        batch, size = [], 0
+        for item in pending[:BATCH_ENTRIES]:
+            if batch and size + len(item[2]) > self.max_message_bytes:
+                break
+            batch.append(item)
+            size += len(item[2])
+        del pending[:len(batch)]
+        if self._fatal:
+            return
+        entries = {str(i): (f, job, body) for i, (f, job, body) in enumerate(batch)}
+        attempt = 0
+        while entries:
+            try:
+                response = self.sqs.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": i, "MessageBody": body} for i, (_, _, body) in entries.items()])
+            except Exception as exc:  # noqa: BLE001
+                if aws.is_fatal(exc):
+                    self._fatal = self._fatal or exc
+                    return
+                response = {"Failed": [{"Id": i, "SenderFault": False, "Message": aws.describe(exc)}
+                                       for i in entries]}
+            sent = [entries.pop(ok["Id"]) for ok in response.get("Successful", [])]
+            if sent:
+                journal.record([(f.rel, f.size, f.mtime_ns, job.etag, job.batch_id) for f, job, _ in sent], "sent")
+                with self._lock:
+                    self.summary.files_sent += len(sent)
+                if self.progress:
+                    self.progress.add(files=len(sent))
+            failed = response.get("Failed", [])
+            for entry in failed:
+                if entry.get("SenderFault"):
+                    f, _, _ = entries.pop(entry["Id"])
+                    self._fail(f.rel, f"SQS refused the message: {entry.get('Message', entry.get('Code'))}")
+            attempt += 1
+            if entries and attempt >= SEND_RETRIES:
+                for f, _, _ in entries.values():
+                    self._fail(f.rel, "SQS kept failing to accept the message; rerun to resend")
+                return
+            if entries:
+                time.sleep(min(5.0, 0.1 * 2 ** attempt))
+
+    # -- manifest -------------------------------------------------------------------------------
+
+    def _write_manifest(self, journal: Journal, batch_id: str) -> None:
+        """The batch's files, keys and sizes, as JSON lines in S3, for status checks."""
+        c = self.config
+        count = total = 0
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".jsonl", delete=False) as tmp:
+            try:
+                for rel, size, etag in journal.batch_rows(batch_id):
+                    tmp.write(json.dumps({"key": message.input_key(c.input_prefix, rel), "size": size,
+                                          "etag": etag}, ensure_ascii=True) + "\n")
+                    count += 1
+                    total += size
+            finally:
+                tmp.close()
+        try:
+            if count == 0:
+                return
+            header = json.dumps({"batch_id": batch_id, "bucket": c.bucket, "input_prefix": c.input_prefix,
+                                 "output_prefix": c.output_prefix, "queue_url": self.queue_url, "files": count,
+                                 "bytes": total, "complete": self.summary.ok,
+                                 "written_at": self.now().isoformat()}, ensure_ascii=True)
+            final = tmp.name + ".full"
+            with open(final, "w", encoding="utf-8") as out, open(tmp.name, encoding="utf-8") as body:
+                out.write(header + "\n")
+                for line in body:
+                    out.write(line)
+            key = message.manifest_key(c.batch_prefix, batch_id)
+            try:
+                put_file(self.s3, final, c.bucket, key, config=c.transfer)
+                self.summary.manifest_key = key
+            except Exception as exc:  # noqa: BLE001 - the jobs are sent; say so and go on
+                self._warn(f"could not write the batch manifest {key}: {aws.describe(exc)}")
+            finally:
+                os.unlink(final)
+        finally:
+            os.unlink(tmp.name)

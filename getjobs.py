@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""getjobs: a worker that long-polls SQS and runs a command on each job's input file."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from filejobs import aws
+from filejobs.clitools import Command, Fail, aws_options, prefix
+from filejobs.events import EventLog
+from filejobs.message import Allowed
+from filejobs.runner import CommandRunner, HandlerRunner
+from filejobs.worker import FatalWorkerError, Worker, WorkerConfig
+
+EPILOG = """\b
+Examples:
+  getjobs /var/tmp .out my-queue eu-west-1 cp
+  getjobs --concurrency 8 --bucket my-bucket --input-prefix input/ --output-prefix output/ \\
+      /var/tmp/work .png my-queue eu-west-1 convert -resize 50%
+  getjobs --exit-when-idle 30 --handler mypkg.jobs:thumbnail /tmp/work .jpg my-queue us-east-1
+
+\b
+Options go before WORK_DIR; everything after COMMAND is passed to it. The command runs as
+COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell). A 0 exit with OUTPUT_PATH written (a file, or a
+directory whose files are all uploaded) makes the job done; its output lands at
+OUTPUT_PREFIX + the input's path below INPUT_PREFIX + OUTPUT_EXTENSION.
+
+\b
+Trust: messages are untrusted. Keys that are absolute or contain a '..' segment are always refused;
+with --bucket/--input-prefix/--output-prefix (recommended in production) the message must also stay
+inside them. Refused messages go to the dead-letter queue without touching S3.
+Every option can also be set by an environment variable (shown as 'env var:'), e.g. for systemd."""
+
+
+@click.command(cls=Command, epilog=EPILOG, context_settings={
+    "help_option_names": ["-h", "--help"], "allow_interspersed_args": False, "auto_envvar_prefix": "GETJOBS",
+    "show_default": True, "max_content_width": 100})
+@click.argument("work_dir", type=click.Path(file_okay=False, dir_okay=True, writable=True))
+@click.argument("output_extension")
+@click.argument("queue")
+@click.argument("region")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@aws_options
+@click.option("--concurrency", type=click.IntRange(1, 512), default=1, show_envvar=True, help="Jobs run at once.")
+@click.option("--handler", metavar="MODULE:FUNCTION", default=None, show_envvar=True,
+              help="Call FUNCTION(input_path, output_path) in-process instead of a COMMAND.")
+@click.option("--bucket", default=None, show_envvar=True, help="Only accept jobs for this bucket.")
+@click.option("--input-prefix", default=None, show_envvar=True, help="Only accept inputs under this prefix.")
+@click.option("--output-prefix", default=None, show_envvar=True, help="Only accept outputs under this prefix.")
+@click.option("--errors-prefix", default="errors/", show_envvar=True,
+              help="Where a job's final failure is recorded (exit code, stderr tail).")
+@click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), default=None, show_envvar=True,
+              metavar="SECONDS", help="Kill a command (its whole process group) after this long.")
+@click.option("--visibility-timeout", type=click.IntRange(5, 43200), default=None, show_envvar=True,
+              metavar="SECONDS", help="Visibility timeout for received messages (default: the queue's).")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=None, show_envvar=True,
+              metavar="SECONDS", help="Extend a running job's visibility this often (default: a third of the "
+                                      "visibility timeout; at most half of it).")
+@click.option("--grace", type=click.FloatRange(min=0), default=60.0, show_envvar=True, metavar="SECONDS",
+              help="On SIGTERM/SIGINT, time running jobs get to finish before their messages are released.")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=10.0, show_envvar=True, metavar="SECONDS",
+              help="First retry delay of a failed job; doubles per attempt.")
+@click.option("--max-retry-delay", type=click.FloatRange(min=0, max=43199), default=900.0, show_envvar=True,
+              metavar="SECONDS", help="Cap of the retry delay.")
+@click.option("--exit-when-idle", type=click.FloatRange(min=0), default=None, show_envvar=True, metavar="SECONDS",
+              help="Exit once no message came for this long (demos, tests, one-off runs).")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None, show_envvar=True,
+              help="Exit after this many messages.")
+@click.option("--wait-time", type=click.IntRange(0, 20), default=20, show_envvar=True, metavar="SECONDS",
+              help="Long-poll wait per receive.")
+@click.option("--protect-instance", is_flag=True, show_envvar=True,
+              help="On EC2 in an Auto Scaling group: scale-in protection while jobs run (instance id via IMDSv2).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
+              help="One line per event on stderr; json suits CloudWatch Logs.")
+@click.option("--metrics", is_flag=True, show_envvar=True,
+              help="Also print CloudWatch embedded-metric-format lines on stdout (JobsDone, JobsFailed, JobDuration).")
+def cli(work_dir, output_extension, queue, region, command, endpoint_url, profile, concurrency, handler, bucket,
+        input_prefix, output_prefix, errors_prefix, job_timeout, visibility_timeout, heartbeat, grace, retry_delay,
+        max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, log_format, metrics):
+    """Process jobs from QUEUE (a name or URL) in REGION: download each input into a private folder
+    under WORK_DIR, run COMMAND on it, upload the result, then delete the message.
+
+    Runs until stopped (first SIGTERM/SIGINT drains, a second aborts), or see --exit-when-idle / --max-jobs.
+    """
+    if handler and command:
+        raise click.UsageError("give COMMAND or --handler, not both")
+    if not handler and not command:
+        raise click.UsageError("missing COMMAND (or --handler MODULE:FUNCTION)")
+    if os.path.exists(work_dir) and not os.path.isdir(work_dir):
+        raise click.BadParameter("not a directory", param_hint="WORK_DIR")
+    try:
+        runner = HandlerRunner(handler) if handler else CommandRunner(command)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--handler") from None
+    config = WorkerConfig(
+        work_dir=os.path.abspath(work_dir), extension=output_extension, queue=queue,
+        allowed=Allowed(bucket=bucket, input_prefix=None if input_prefix is None else prefix(input_prefix),
+                        output_prefix=None if output_prefix is None else prefix(output_prefix)),
+        concurrency=concurrency, job_timeout_s=job_timeout, visibility_timeout_s=visibility_timeout,
+        heartbeat_s=heartbeat, grace_s=grace, exit_when_idle_s=exit_when_idle, max_jobs=max_jobs,
+        wait_time_s=wait_time, retry_base_s=retry_delay, retry_max_s=max_retry_delay,
+        errors_prefix=prefix(errors_prefix), metrics=metrics)
+    log = EventLog(fmt=log_format)
+    target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
+    try:
+        clients = aws.make_clients(target, max_pool_connections=concurrency * 2 + 8)
+    except aws.AwsSetupError as exc:
+        raise Fail(str(exc)) from None
+    protector = None
+    if protect_instance:
+        from filejobs.ec2 import InstanceProtector, instance_id
+        try:
+            protector = InstanceProtector(clients.client("autoscaling"), instance_id(), log=log)
+        except Exception as exc:  # noqa: BLE001
+            raise Fail(f"--protect-instance: {aws.describe(exc)}") from None
+    worker = Worker(config, clients, runner, log=log, protector=protector)
+    worker.install_signal_handlers()
+    try:
+        stats = worker.run()
+    except FatalWorkerError as exc:
+        raise Fail(str(exc)) from None
+    return 0
+
+
+def main():  # console_scripts entry point
+    cli(prog_name=os.path.basename(sys.argv[0]).removesuffix(".py") or "getjobs")
+
+
+if __name__ == "__main__":
+    main()

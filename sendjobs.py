@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""sendjobs: upload every file of a directory to S3 and send one job per file to SQS."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from filejobs import aws
+from filejobs.clitools import Command, Fail, aws_options, prefix
+from filejobs.progress import Progress, human_bytes
+from filejobs.submit import FatalSendError, Sender, SendConfig
+
+EXAMPLE = """\b
+Examples:
+  sendjobs ./photos my-bucket input/ output/ my-queue eu-west-1
+  sendjobs --include '*.jpg' --exclude 'tmp/*' ./photos my-bucket input/ output/ \\
+      https://sqs.eu-west-1.amazonaws.com/123456789012/my-queue
+  AWS_ENDPOINT_URL=http://127.0.0.1:5000 sendjobs ./examples/data demo-bucket input/ output/ demo-queue us-east-1
+
+Rerunning the same command resumes: files already sent are skipped (see README, "Resume")."""
+
+
+@click.command(cls=Command, epilog=EXAMPLE, context_settings={"help_option_names": ["-h", "--help"],
+                                                               "max_content_width": 100})
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, dir_okay=True, readable=True,
+                                             executable=True))
+@click.argument("bucket")
+@click.argument("input_prefix")
+@click.argument("output_prefix")
+@click.argument("queue")
+@click.argument("region", required=False)
+@aws_options
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Walk subdirectories (keys keep the relative path). --no-recursive is the original flat listing.")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files whose relative path or name matches (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip files and directories whose relative path or name matches (repeatable).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Follow symlinks that stay inside DIRECTORY (links out of it are always skipped).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
+              help="Files uploaded at once.")
+@click.option("--force", is_flag=True, help="Upload and send every file again, ignoring what earlier runs sent.")
+@click.option("--dry-run", is_flag=True, help="List what would be sent (JSON lines on stdout); touch nothing.")
+@click.option("--batch-prefix", default="batches/", show_default=True, metavar="PREFIX",
+              help="Where the batch manifest is written in BUCKET.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the resume journals (default: $XDG_STATE_HOME/filejobs or ~/.local/state/filejobs).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_url, profile, recursive,
+        include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, as_json, quiet):
+    """Upload every file in DIRECTORY to s3://BUCKET/INPUT_PREFIX and send one job per file to QUEUE
+    (a name or a URL). Workers (getjobs) write results under OUTPUT_PREFIX.
+
+    REGION falls back to $AWS_REGION / the profile's region. A message is sent only after its file
+    is in S3; failed files are named and make the exit status 1.
+    """
+    config = SendConfig(directory=directory, bucket=bucket, input_prefix=prefix(input_prefix),
+                        output_prefix=prefix(output_prefix), queue=queue, recursive=recursive,
+                        include=include, exclude=exclude, follow_symlinks=follow_symlinks,
+                        concurrency=concurrency, force=force, dry_run=dry_run,
+                        batch_prefix=prefix(batch_prefix), state_dir=state_dir)
+    log = (lambda _: None) if quiet else (lambda text: click.echo(text, err=True))
+    errlog = lambda text: click.echo(text, err=True)  # noqa: E731
+    target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
+    if dry_run:
+        clients = aws.Clients(s3=None, sqs=None)
+    else:
+        try:
+            clients = aws.make_clients(target, max_pool_connections=concurrency + 16)
+        except aws.AwsSetupError as exc:
+            raise Fail(str(exc)) from None
+    with Progress(label="sent", enabled=None if not quiet and not dry_run else False) as progress:
+        sender = Sender(config, clients, log=lambda t: (errlog if t.startswith("failed") else log)(t),
+                        emit=click.echo, progress=progress)
+        try:
+            summary = sender.run()
+        except FatalSendError as exc:
+            raise Fail(str(exc)) from None
+        except KeyboardInterrupt:
+            sender.stop()
+            raise
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    if not quiet or not summary.ok:
+        _print_summary(summary, dry_run=dry_run, log=errlog)
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
+
+
+def _print_summary(s, *, dry_run, log):
+    d = s.as_dict()
+    if dry_run:
+        log(f"dry run: {s.files_sent} files would be sent ({human_bytes(s.bytes_uploaded)} to upload), "
+            f"{s.files_skipped} already sent, {s.files_failed} unusable")
+        return
+    log(f"batch {s.batch_id}: {s.files_sent} sent, {s.files_skipped} skipped (already sent), "
+        f"{s.files_failed} failed; {human_bytes(s.bytes_uploaded)} uploaded in {s.seconds:.1f}s "
+        f"({d['files_per_s']} files/s, {d['mib_per_s']} MiB/s)")
+    if s.interrupted:
+        log("interrupted: rerun the same command to resume")
+    if s.failures:
+        log(f"failed files ({s.files_failed}):")
+        for f in s.failures[:20]:
+            log(f"  {f.rel}: {f.reason}")
+
+
+def main():  # console_scripts entry point
+    cli(prog_name=os.path.basename(sys.argv[0]).removesuffix(".py") or "sendjobs")
+
+
+if __name__ == "__main__":
+    main()
