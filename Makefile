@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install dev bench chaos artifact lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime + the embedded endpoint (moto's server): enough for the demo.
+$(VENV)/.local-installed: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -e '.[local]'
+	touch $@
+
+# Everything the tests and checks need.
+$(VENV)/.dev-installed: $(VENV)/bin/python pyproject.toml requirements-dev.txt
+	$(PIP) install -e '.[dev]'
+	touch $(VENV)/.local-installed $@
+
+install: $(VENV)/.local-installed
+dev: $(VENV)/.dev-installed
+
+demo: $(VENV)/.local-installed
+	$(PY) -m filejobs.cli demo
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-output

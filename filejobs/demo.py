@@ -1,0 +1,120 @@
+"""``make demo``: the whole pipeline on the embedded endpoint, with the real CLIs as subprocesses.
+
+1. start moto's server on 127.0.0.1 (a free port, dummy credentials for it only);
+2. create the bucket, the queue and its dead-letter queue (``resources.create_all``);
+3. ``sendjobs examples/data …`` uploads the files and sends one job each;
+4. two ``getjobs`` workers run ``examples/textstats.py`` on every file until the queue is empty;
+5. print a summary and download the outputs to ``demo-output/``; stop the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from . import aws, resources
+from .local import local_endpoint
+
+BUCKET = "filejobs-demo"
+QUEUE = "filejobs-demo"
+REGION = "us-east-1"
+
+
+def repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pump(stream, prefix: str, sink) -> None:
+    for raw in iter(stream.readline, b""):
+        sink.write(prefix + raw.decode("utf-8", "replace"))
+        sink.flush()
+
+
+def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: int = 4,
+             out=sys.stderr) -> int:
+    root = repo_root()
+    command = [sys.executable, os.path.join(root, "examples", "textstats.py")]
+    started = time.monotonic()
+    with local_endpoint() as url, tempfile.TemporaryDirectory(prefix="filejobs-demo-") as scratch:
+        out.write(f"demo: local AWS endpoint (moto) at {url}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=url, AWS_REGION=REGION, PYTHONUNBUFFERED="1")
+        clients = aws.make_clients(aws.Target(region=REGION, endpoint_url=url))
+        created = resources.create_all(clients.s3, clients.sqs, bucket=BUCKET, queue=QUEUE, region=REGION,
+                                       settings=resources.QueueSettings(visibility_timeout_s=30, max_receive_count=2))
+        out.write(f"demo: created s3://{BUCKET}, queue {QUEUE} and its dead-letter queue (maxReceiveCount 2)\n")
+
+        send = [sys.executable, "-m", "sendjobs", "--state-dir", os.path.join(scratch, "state"), "--json",
+                data_dir, BUCKET, "input/", "output/", QUEUE, REGION]
+        out.write("demo: $ sendjobs " + " ".join(send[3:]) + "\n")
+        sent = subprocess.run(send, env=env, cwd=root, stdout=subprocess.PIPE)
+        if sent.returncode != 0:
+            out.write(f"demo: sendjobs failed with exit code {sent.returncode}\n")
+            return 1
+        summary = json.loads(sent.stdout)
+        batch_id = summary["batch_id"]
+
+        work = [sys.executable, "-m", "getjobs", "--concurrency", str(concurrency), "--exit-when-idle", "4",
+                "--retry-delay", "1", "--wait-time", "2", "--bucket", BUCKET, "--input-prefix", "input/",
+                "--output-prefix", "output/"]
+        procs, pumps = [], []
+        for i in range(workers):
+            argv = work + [os.path.join(scratch, f"work-{i}"), ".json", QUEUE, REGION] + command
+            if i == 0:
+                out.write("demo: $ getjobs " + " ".join(argv[3:]) + f"   (x{workers})\n")
+            p = subprocess.Popen(argv, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            t = threading.Thread(target=_pump, args=(p.stderr, f"[worker {i + 1}] ", out), daemon=True)
+            t.start()
+            procs.append(p)
+            pumps.append(t)
+        codes = [p.wait() for p in procs]
+        for t in pumps:
+            t.join(timeout=2)
+        seconds = time.monotonic() - started
+
+        outputs = _download(clients.s3, "output/", output_dir)
+        dlq = int(clients.sqs.get_queue_attributes(QueueUrl=created.dlq_url, AttributeNames=[
+            "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+        errors = _errors(clients.s3, batch_id)
+        out.write("\n")
+        out.write(f"demo: {summary['files_sent']} jobs sent (batch {batch_id}), {len(outputs)} done, "
+                  f"{dlq} failed (in the dead-letter queue), {seconds:.1f}s in all\n")
+        for e in errors:
+            out.write(f"demo:   failed {e['input_key']}: {e['reason']} after {e['attempts']} attempts: "
+                      f"{(e.get('stderr_tail') or '').strip().splitlines()[-1:] or ''}\n")
+        out.write(f"demo: outputs downloaded to {output_dir}{os.sep} (e.g. {outputs[0] if outputs else '-'})\n")
+        if any(codes):
+            out.write(f"demo: a worker exited with {codes}\n")
+            return 1
+        if len(outputs) + dlq != summary["files_sent"]:
+            out.write("demo: some jobs are neither done nor failed\n")
+            return 1
+    return 0
+
+
+def _download(s3, prefix: str, target: str) -> list[str]:
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    got = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix):]
+            path = os.path.join(target, *rel.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            s3.download_file(BUCKET, obj["Key"], path)
+            got.append(os.path.relpath(path))
+    return sorted(got)
+
+
+def _errors(s3, batch_id: str) -> list[dict]:
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"errors/{batch_id}/"):
+        for obj in page.get("Contents", []):
+            found.append(json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()))
+    return found

@@ -1,0 +1,128 @@
+"""Shared fixtures.
+
+Two kinds of tests, never mixed in one process state (moto's ``mock_aws`` wipes an in-process
+server): unit tests use ``mock_aws`` through the ``mocked`` fixture; end-to-end tests run the CLIs
+as subprocesses against a moto server that runs in its own process (``jobctl local``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import boto3
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGION = "us-east-1"
+sys.path.insert(0, ROOT)
+
+from filejobs import aws, resources  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch, tmp_path):
+    """No test can reach a real account: fake keys, no profile, a private state folder."""
+    for var in list(os.environ):
+        if var.startswith("AWS_") or var.startswith("GETJOBS_"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------- mock_aws (unit)
+
+
+@pytest.fixture
+def mocked():
+    """boto3 clients inside moto's mock_aws, as the tools' injected ``Clients``."""
+    from moto import mock_aws
+
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        yield aws.Clients(s3=session.client("s3", config=aws.client_config()),
+                          sqs=session.client("sqs", config=aws.client_config()), session=session,
+                          target=aws.Target(region=REGION))
+
+
+@pytest.fixture
+def make_resources():
+    """Create a bucket, queue and DLQ with the project's own set-up code; unique names."""
+
+    def make(clients, *, max_receive_count: int = 3, visibility_timeout_s: int = 30):
+        return resources.create_all(clients.s3, clients.sqs, bucket=unique("b"), queue=unique("q"), region=REGION,
+                                    settings=resources.QueueSettings(visibility_timeout_s=visibility_timeout_s,
+                                                                     max_receive_count=max_receive_count))
+
+    return make
+
+
+# --------------------------------------------------------------------------- moto server (e2e)
+
+
+@pytest.fixture(scope="session")
+def endpoint():
+    """A moto server in its own process, started by our own ``jobctl local`` (127.0.0.1, free port)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen([sys.executable, "-m", "filejobs.cli", "local"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline().strip()
+    assert line.startswith("export AWS_ENDPOINT_URL="), line
+    url = line.split("=", 1)[1]
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def server(endpoint, monkeypatch):
+    """Clients for the moto server, and the environment a CLI subprocess needs to reach it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    clients = aws.make_clients(aws.Target(region=REGION, endpoint_url=endpoint))
+    clients.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                   "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION,
+                   "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_CONFIG_FILE": os.environ["AWS_CONFIG_FILE"],
+                   "AWS_SHARED_CREDENTIALS_FILE": os.environ["AWS_SHARED_CREDENTIALS_FILE"],
+                   "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"], "PYTHONUNBUFFERED": "1"}
+    return clients
+
+
+def run_tool(tool: str, *args, env: dict, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``./sendjobs.py``/``./getjobs.py`` (or ``jobctl``) as a user would, as a subprocess."""
+    argv = ([sys.executable, "-m", "filejobs.cli"] if tool == "jobctl" else [sys.executable, os.path.join(ROOT, f"{tool}.py")])
+    return subprocess.run(argv + [str(a) for a in args], env=env, cwd=kwargs.pop("cwd", ROOT), capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def drain_queue(sqs, url: str, *, max_rounds: int = 5) -> list[dict]:
+    """Receive (without deleting) what is visible in a queue."""
+    got = []
+    for _ in range(max_rounds):
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                                    MessageAttributeNames=["All"]).get("Messages", [])
+        if not batch:
+            break
+        got += batch
+    return got
