@@ -305,6 +305,9 @@ class Worker:
                     self.log("idle", seconds=self.c.exit_when_idle_s)
                     self.finished.set()
                     return
+                if wait_s == 0:
+                    # Short polling answers at once; don't turn an empty queue into a request storm.
+                    self.draining.wait(0.2)
                 continue
             with self._lock:
                 self._busy += len(messages)
