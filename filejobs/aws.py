@@ -58,12 +58,14 @@ class Clients:
 
 
 def make_session(target: Target):
+    # botocore reads AWS_DEFAULT_REGION only; other AWS SDKs and tools also honour AWS_REGION.
+    region = target.region or os.environ.get("AWS_REGION") or None
     try:
-        session = boto3.Session(profile_name=target.profile, region_name=target.region)
+        session = boto3.Session(profile_name=target.profile, region_name=region)
     except bexc.ProfileNotFound:
         raise AwsSetupError(f"AWS profile {target.profile!r} not found") from None
     if target.is_local and session.get_credentials() is None:
-        session = boto3.Session(region_name=target.region or session.region_name or "us-east-1",
+        session = boto3.Session(region_name=region or session.region_name or "us-east-1",
                                 **LOCAL_CREDENTIALS)
     if not session.region_name:
         raise AwsSetupError("no AWS region: pass REGION or set AWS_REGION / AWS_DEFAULT_REGION or a profile region")

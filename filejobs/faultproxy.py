@@ -89,7 +89,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="faultproxy", daemon=True)
@@ -153,6 +153,13 @@ class FaultProxy:
                     and e.data.get("key", "").startswith(prefix) and not e.data.get("part"):
                 writes[e.data["key"]] += 1
         return writes
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client killed mid-request is expected here
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):

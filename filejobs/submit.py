@@ -115,15 +115,18 @@ class FatalSendError(Exception):
 
 def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
          follow_symlinks: bool = False, warn: Callable[[str], None] = lambda _: None,
-         fail: Callable[[str, str], None] = lambda rel, why: None) -> Iterator[LocalFile]:
+         fail: Callable[[str, str], None] = lambda rel, why: None,
+         skip_dirs: tuple[str, ...] = ()) -> Iterator[LocalFile]:
     """Yield regular files below ``root`` lazily (one ``scandir`` at a time, no global list).
 
     Symlinks are skipped with a warning unless ``follow_symlinks``; even then only links that
     resolve inside ``root`` are followed (a link out of the directory is skipped with a warning),
     and directory cycles are cut. Sockets, FIFOs and devices are skipped with a warning.
+    Directories in ``skip_dirs`` (the tool's own state folder, if it lies inside) are left out.
     """
     real_root = os.path.realpath(root)
     seen_dirs = {_dir_id(real_root)}
+    pruned = {_dir_id(d) for d in skip_dirs if os.path.isdir(d)}
     stack = [("", root)]
     while stack:
         rel_dir, path = stack.pop()
@@ -157,6 +160,8 @@ def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), ex
                     if not recursive or _excluded(rel + "/", name, exclude):
                         continue
                     ident = (st.st_dev, st.st_ino)
+                    if ident in pruned:
+                        continue
                     if ident in seen_dirs:
                         warn(f"skipped {printable(rel)}: directory already visited (link cycle)")
                         continue
@@ -368,7 +373,8 @@ class Sender:
     def _files(self) -> Iterator[LocalFile]:
         c = self.config
         for f in walk(c.directory, recursive=c.recursive, include=c.include, exclude=c.exclude,
-                      follow_symlinks=c.follow_symlinks, warn=self._warn, fail=self._fail):
+                      follow_symlinks=c.follow_symlinks, warn=self._warn, fail=self._fail,
+                      skip_dirs=(c.state_dir or default_state_dir(),)):
             problem = key_problem(c.input_prefix, f.rel)
             if problem:
                 self._fail(f.rel, problem)

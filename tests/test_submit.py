@@ -266,3 +266,13 @@ def test_dry_run_lists_and_touches_nothing(tmp_path):
     assert summary.files_sent == 2
     assert sorted(json.loads(e)["key"] for e in emitted) == ["input/a.txt", "input/sub/b.txt"]
     assert not (tmp_path / "state").exists()
+
+
+def test_the_tools_own_state_folder_inside_the_directory_is_not_uploaded(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    make_tree(tmp_path, {"a.txt": "alpha"})
+    summary = Sender(SendConfig(directory=str(tmp_path), bucket=res.bucket, input_prefix="input/",
+                                output_prefix="output/", queue=res.queue_url, state_dir=str(tmp_path / ".state")),
+                     mocked).run()
+    assert (summary.files_sent, summary.files_failed) == (1, 0)
+    assert list_keys(mocked.s3, res.bucket, "input/") == ["input/a.txt"]
