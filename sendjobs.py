@@ -50,10 +50,17 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
               help="Where the batch manifest is written in BUCKET.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Folder of the resume journals (default: $XDG_STATE_HOME/filejobs or ~/.local/state/filejobs).")
+@click.option("--wait", is_flag=True,
+              help="After sending, wait until every job of the batch is done or failed (exit 1 if any failed). "
+                   "With nothing new to send, waits for the last batch sent from this directory.")
+@click.option("--output-extension", "extension", default=".out", show_default=True, metavar="EXT",
+              help="With --wait: the workers' OUTPUT_EXTENSION (how outputs are named).")
+@click.option("--wait-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_url, profile, recursive,
-        include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, as_json, quiet):
+        include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, wait, extension,
+        wait_interval, as_json, quiet):
     """Upload every file in DIRECTORY to s3://BUCKET/INPUT_PREFIX and send one job per file to QUEUE
     (a name or a URL). Workers (getjobs) write results under OUTPUT_PREFIX.
 
@@ -91,6 +98,14 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
         _print_summary(summary, dry_run=dry_run, log=errlog)
     if summary.interrupted:
         return 130
+    if wait and not dry_run:
+        batch = summary.batch_id if summary.manifest_key else summary.last_batch_id
+        if batch is None:
+            raise Fail("nothing was sent, so there is no batch to wait for")
+        from filejobs.cli import show_status
+        code = show_status(clients, bucket=bucket, batch_id=batch, extension=extension,
+                           batch_prefix=config.batch_prefix, wait=True, interval=wait_interval, quiet=quiet)
+        return code or (0 if summary.ok else 1)
     return 0 if summary.ok else 1
 
 

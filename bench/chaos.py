@@ -45,8 +45,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from filejobs import aws, resources  # noqa: E402
-from filejobs.faultproxy import (ENDPOINT_AFTER_DELETE, ENDPOINT_IN_FLIGHT, TOOL,  # noqa: E402
-                                 FaultProxy, classify_redeliveries)
+from filejobs.faultproxy import (ENDPOINT_AFTER_DELETE, ENDPOINT_DELETE_REFUSED, ENDPOINT_IN_FLIGHT,  # noqa: E402
+                                 KINDS, TOOL, FaultProxy, classify_redeliveries)
 
 REGION = "us-east-1"
 
@@ -329,7 +329,8 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
     res.dlq = sum(int(v) for v in a.values())
     why, _ = classify_redeliveries(proxy.events, queue=queue, kills=kills)
     res.redeliveries = dict(why)
-    res.endpoint_duplicates = why.get(ENDPOINT_IN_FLIGHT, 0) + why.get(ENDPOINT_AFTER_DELETE, 0)
+    res.endpoint_duplicates = sum(why.get(k, 0) for k in (ENDPOINT_IN_FLIGHT, ENDPOINT_AFTER_DELETE,
+                                                           ENDPOINT_DELETE_REFUSED))
     res.tool_redeliveries = why.get(TOOL, 0)
     res.injected_faults = proxy.injected
     res.faults_by_kind = dict(proxy.faults)

@@ -25,7 +25,9 @@ import uuid
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+#: The checkout whose sendjobs.py/getjobs.py are measured (another one, e.g. a patched copy, with
+#: FILEJOBS_ROOT=...; the harness itself always comes from this folder).
+ROOT = os.path.abspath(os.environ.get("FILEJOBS_ROOT") or os.path.dirname(HERE))
 PY = sys.executable
 REGION = "us-east-1"
 FAUXQS_DIR = os.path.join(HERE, ".fauxqs")

@@ -22,8 +22,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(1, ROOT)
+# The measured script's folder comes first, so a candidate checkout elsewhere (FILEJOBS_ROOT in
+# run_all.py) is the filejobs that gets imported, CallRecorder included.
+if len(sys.argv) > 1:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
+sys.path.insert(1, HERE)
+sys.path.append(ROOT)
 
 import botocore.session  # noqa: E402
 
@@ -79,7 +83,6 @@ def main():
     atexit.register(_dump)
     script = sys.argv[1]
     sys.argv = sys.argv[1:]
-    sys.path[0:0] = [os.path.dirname(os.path.abspath(script))]
     runpy.run_path(script, run_name="__main__")
 
 

@@ -19,7 +19,8 @@ from .clitools import Fail, Group, aws_options
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli():
-    """Companion commands for sendjobs/getjobs: a local AWS endpoint, quick-start resources, the demo."""
+    """Companion commands for sendjobs/getjobs: batch status and redrive, a local AWS endpoint,
+    quick-start resources, the demo."""
 
 
 @cli.command()
@@ -110,6 +111,115 @@ def demo(data_dir, output_dir, workers, concurrency):
                         concurrency=concurrency)
     except LocalEndpointUnavailable as exc:
         raise Fail(str(exc)) from None
+
+
+@cli.command()
+@click.argument("bucket")
+@click.argument("batch_id", required=False)
+@click.option("--region", default=None, help="Default: $AWS_REGION or the profile's.")
+@aws_options
+@click.option("--ext", "extension", default=".out", show_default=True,
+              help="The workers' OUTPUT_EXTENSION (how a job's output key is named).")
+@click.option("--batch-prefix", default="batches/", show_default=True)
+@click.option("--errors-prefix", default="errors/", show_default=True)
+@click.option("--wait", is_flag=True, help="Poll until every job is done or failed; exit 1 if any failed.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --wait: give up after this long (exit 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_prefix, errors_prefix, wait, interval,
+           timeout, as_json):
+    """Counts of a batch (default: the latest in BUCKET): done, failed (with reasons), in progress,
+    waiting; throughput, ETA, queue depth, in-flight count, dead-letter queue and oldest message age.
+
+    State comes from S3 and SQS only, so it works from any machine. A status of a 1,000-job batch
+    costs about 7 requests, of a 100,000-job batch about 106.
+    """
+    clients = aws.make_clients(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
+    return show_status(clients, bucket=bucket, batch_id=batch_id, extension=extension, batch_prefix=batch_prefix,
+                       errors_prefix=errors_prefix, wait=wait, interval=interval, timeout=timeout, as_json=as_json)
+
+
+def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/", errors_prefix="errors/",
+                wait=False, interval=5.0, timeout=None, as_json=False, quiet=False) -> int:
+    """Shared by ``jobctl status`` and ``sendjobs --wait``: print, optionally wait, return the exit code."""
+    from .status import StatusError, batch_status, progress_line, report_lines, wait_for_batch
+
+    kwargs = dict(bucket=bucket, ext=extension, batch_prefix=batch_prefix, errors_prefix=errors_prefix)
+    tty = sys.stderr.isatty()
+
+    def update(s):
+        if quiet:
+            return
+        if tty:
+            click.echo("\r" + progress_line(s) + "   ", err=True, nl=False)
+        else:
+            click.echo(progress_line(s), err=True)
+
+    try:
+        if wait:
+            if batch_id is None:
+                from .status import latest_batch
+                batch_id = latest_batch(clients.s3, bucket, batch_prefix)
+            result = wait_for_batch(clients, batch_id=batch_id, interval_s=interval, timeout_s=timeout,
+                                    on_update=update, **kwargs)
+            if tty and not quiet:
+                click.echo("", err=True)
+        else:
+            result = batch_status(clients, batch_id=batch_id, **kwargs)
+    except StatusError as exc:
+        raise Fail(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    if not quiet or result.failed:
+        lines = report_lines(result)
+        # While waiting, the progress line was just printed; don't repeat it.
+        for line in (lines[1:] if wait and not tty and not quiet else lines):
+            click.echo(line, err=True)
+    if wait:
+        if not result.finished:
+            click.echo(f"timed out with {result.total - result.done - result.failed} jobs pending", err=True)
+            return 1
+        return 1 if result.failed else 0
+    return 0
+
+
+@cli.command()
+@click.argument("queue")
+@click.option("--region", default=None, help="Default: $AWS_REGION or the profile's.")
+@aws_options
+@click.option("--dry-run", is_flag=True, help="Only count what would be moved.")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), default=None,
+              help="Move at most this many (by receive/send/delete).")
+@click.option("--bucket", default=None,
+              help="Also clear the failure records under --errors-prefix in this bucket (so status shows the "
+                   "redriven jobs as pending).")
+@click.option("--errors-prefix", default="errors/", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket, errors_prefix, as_json):
+    """Move the messages of QUEUE's dead-letter queue back to QUEUE (after fixing the command).
+
+    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10.
+    """
+    from .status import StatusError
+    from .status import redrive as do_redrive
+
+    clients = aws.make_clients(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
+    try:
+        result = do_redrive(clients, queue=queue, dry_run=dry_run, max_messages=max_messages,
+                            errors_bucket=bucket, errors_prefix=errors_prefix)
+    except StatusError as exc:
+        raise Fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001
+        raise Fail(aws.describe(exc, queue=queue)) from None
+    if as_json:
+        click.echo(json.dumps(result.__dict__))
+    if dry_run:
+        click.echo(f"{result.available} messages in the dead-letter queue would be moved back to {queue}", err=True)
+    else:
+        click.echo(f"moved {result.moved} messages back to {queue} ({result.method or 'nothing to move'})"
+                   + (f"; cleared {result.errors_cleared} failure records" if result.errors_cleared else ""), err=True)
+    return 0
 
 
 def main():

@@ -322,10 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
                                       int(x.get("Attributes", {}).get("ApproximateReceiveCount", 0)))
                                      for x in resp.get("Messages", [])]}
             if op == "DeleteMessage":
-                return {"queue": q, "ok": [req.get("ReceiptHandle")] if status == 200 else []}
+                return {"queue": q, "ok": [req.get("ReceiptHandle")] if status == 200 else [],
+                        "refused": [] if status == 200 else [req.get("ReceiptHandle")]}
             if op == "DeleteMessageBatch":
                 ids = {e["Id"]: e["ReceiptHandle"] for e in req.get("Entries", [])}
-                return {"queue": q, "ok": [ids[s["Id"]] for s in resp.get("Successful", []) if s["Id"] in ids]}
+                return {"queue": q, "ok": [ids[s["Id"]] for s in resp.get("Successful", []) if s["Id"] in ids],
+                        "refused": [ids[f["Id"]] for f in resp.get("Failed", []) if f.get("Id") in ids]}
             if op == "ChangeMessageVisibility":
                 return {"queue": q, "changes": [(req.get("ReceiptHandle"), req.get("VisibilityTimeout"))]
                         if status == 200 else []}
@@ -346,6 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 ENDPOINT_IN_FLIGHT = "endpoint: handed out again while still in flight"
 ENDPOINT_AFTER_DELETE = "endpoint: handed out again after a successful delete"
+ENDPOINT_DELETE_REFUSED = "endpoint: refused the holder's delete (per-entry failure)"
 KILLED = "holder was SIGKILLed"
 RELEASED = "released or retried by the worker (visibility set short on purpose)"
 LOST_RESPONSE = "previous receive's response never reached the worker (injected fault or dead client)"
@@ -360,6 +363,7 @@ def classify_redeliveries(events: list[Event], *, queue: str, kills: dict[str, f
     delivery after the first, the previous delivery of the same message decides:
 
     * deleted successfully before this receive → the endpoint's (moto's concurrent-delete quirk);
+    * the endpoint answered the holder's delete with a per-entry failure → the endpoint's;
     * this receive ended before the previous one's visibility (with its heartbeats) could
       have expired → the endpoint's (moto's concurrent-receive quirk);
     * its response never reached the worker → the injected fault / dead client;
@@ -370,9 +374,14 @@ def classify_redeliveries(events: list[Event], *, queue: str, kills: dict[str, f
     kills = kills or {}
     receives = defaultdict(list)  # message id -> [(t0, t1, app, receipt, count, visibility, delivered)]
     deleted_at: dict[str, float] = {}
+    refused_at: dict[str, float] = {}
     changes = defaultdict(list)  # receipt -> [(t0, timeout)]
     for e in events:
-        if e.data.get("queue") != queue or e.status != 200:
+        if e.data.get("queue") != queue:
+            continue
+        for receipt in e.data.get("refused", []):
+            refused_at.setdefault(receipt, e.t1)
+        if e.status != 200:
             continue
         if e.op == "sqs:ReceiveMessage":
             for mid, receipt, count in e.data.get("messages", []):
@@ -400,6 +409,8 @@ def classify_redeliveries(events: list[Event], *, queue: str, kills: dict[str, f
                 reason = ENDPOINT_AFTER_DELETE
             elif c_t1 < expiry - margin_s:
                 reason = ENDPOINT_IN_FLIGHT
+            elif p_receipt in refused_at and refused_at[p_receipt] < c_t0:
+                reason = ENDPOINT_DELETE_REFUSED
             elif not p_delivered:
                 reason = KILLED if p_app in kills and kills[p_app] <= c_t0 else LOST_RESPONSE
             elif short:

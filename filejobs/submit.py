@@ -86,6 +86,8 @@ class SendSummary:
     seconds: float = 0.0
     interrupted: bool = False
     manifest_key: str | None = None
+    #: The newest batch this directory → queue pairing wrote a manifest for (what --wait follows).
+    last_batch_id: str | None = None
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -101,7 +103,7 @@ class SendSummary:
             "files_failed": self.files_failed, "bytes_uploaded": self.bytes_uploaded,
             "seconds": round(self.seconds, 3), "files_per_s": round(self.files_sent / secs, 1),
             "mib_per_s": round(self.bytes_uploaded / secs / 2**20, 2), "interrupted": self.interrupted,
-            "manifest_key": self.manifest_key,
+            "manifest_key": self.manifest_key, "last_batch_id": self.last_batch_id,
             "failures": [{"file": f.rel, "reason": f.reason} for f in self.failures],
         }
 
@@ -439,6 +441,9 @@ class Sender:
             raise FatalSendError(aws.describe(self._fatal, bucket=c.bucket, queue=c.queue))
         self.summary.interrupted = self._stop.is_set()
         self._write_manifest(journal, batch_id)
+        if self.summary.manifest_key:
+            journal.set_meta("last_batch", batch_id)
+        self.summary.last_batch_id = journal.get_meta("last_batch")
         if self.summary.ok:
             journal.set_meta("open_batch", None)
 

@@ -40,7 +40,7 @@ MAX_RECEIVE = 2
 COMMAND = """#!/bin/sh
 case "$1" in
   *always-fail*) echo "this input always fails" >&2; exit 3 ;;
-  *hang*) exec sleep 60 ;;
+  *hang*) exec sleep HANG_SECONDS ;;
 esac
 exec cp "$1" "$2"
 """
@@ -130,7 +130,8 @@ def test_poison_catalogue(server, make_resources, tmp_path, endpoint):
     s3.delete_object(Bucket=bucket, Key="in/deleted.txt")
 
     script = tmp_path / "cmd.sh"
-    script.write_text(COMMAND)
+    hang_seconds = f"60.{int(tag, 16) % 10**6:06d}"  # a process name no one else has
+    script.write_text(COMMAND.replace("HANG_SECONDS", hang_seconds))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     work = tmp_path / "work"
     before = _snapshot(str(tmp_path), str(work))
@@ -225,4 +226,4 @@ def test_poison_catalogue(server, make_resources, tmp_path, endpoint):
     assert not [p for p in os.listdir("/tmp") if p.startswith(f"poison-{tag}")]
     # The hanging command's whole process group was killed.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert f"{work}" not in ps
+    assert f"sleep {hang_seconds}" not in ps

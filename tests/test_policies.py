@@ -119,10 +119,10 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _run_worker(clients, runner, *, protector=None, **overrides) -> Worker:
-    config = WorkerConfig(work_dir=overrides.pop("work_dir"), extension=".out", queue=QUEUE,
-                          allowed=Allowed(bucket=BUCKET, input_prefix="input/", output_prefix="output/"),
-                          concurrency=4, wait_time_s=1, exit_when_idle_s=1.5, retry_base_s=0, grace_s=5,
-                          transfer=TRANSFER, **overrides)
+    settings = dict(concurrency=4, wait_time_s=1, exit_when_idle_s=1.0, retry_base_s=0, grace_s=5, transfer=TRANSFER)
+    settings.update(overrides)
+    config = WorkerConfig(extension=".out", queue=QUEUE,
+                          allowed=Allowed(bucket=BUCKET, input_prefix="input/", output_prefix="output/"), **settings)
     worker = Worker(config, clients, runner, protector=protector)
     worker.run()
     return worker
@@ -209,13 +209,17 @@ def _scenario(tmp) -> dict:
     # Phase 1: `cp` on plain files, with scale-in protection.
     protector = InstanceProtector(worker_rec.attach(session.client("autoscaling")), instance_id,
                                   idle_grace_s=0.1)
-    w1 = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"))
+    # One job at a time, so the duplicate big.bin job runs after the first one finished: its
+    # create-only multipart upload is refused (412) and aborted. (Run concurrently, moto's
+    # If-None-Match check on CompleteMultipartUpload is not atomic and both could succeed.)
+    w1 = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
+                     concurrency=1)
     assert (w1.stats.done, w1.stats.skipped, w1.stats.failed) == (3, 1, 0), w1.stats
 
     # Phase 2: a command that takes a while and writes a directory (heartbeat, directory output).
     Sender(SendConfig(directory=str(tmp / "dirjobs"), bucket=BUCKET, input_prefix="input/", output_prefix="output/",
                       queue=QUEUE, state_dir=state, transfer=TRANSFER), sender_clients).run()
-    slow_dir = CommandRunner(["sh", "-c", 'sleep 1.2 && mkdir "$2" && cp "$1" "$2/part-0" && cp "$1" "$2/part-1"',
+    slow_dir = CommandRunner(["sh", "-c", 'sleep 1 && mkdir "$2" && cp "$1" "$2/part-0" && cp "$1" "$2/part-1"',
                               "dirjob"])
     w2 = _run_worker(worker_clients, slow_dir, work_dir=str(tmp / "w2"), heartbeat_s=0.3)
     assert (w2.stats.done, w2.stats.failed) == (1, 0) and w2.stats.heartbeats >= 1, w2.stats
