@@ -83,6 +83,8 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
         except aws.AwsSetupError as exc:
             raise Fail(str(exc)) from None
     with Progress(label="sent", enabled=None if not quiet and not dry_run else False) as progress:
+        if progress.enabled:
+            _count_in_background(config, progress)
         sender = Sender(config, clients, log=lambda t: (errlog if t.startswith("failed") else log)(t),
                         emit=click.echo, progress=progress)
         try:
@@ -107,6 +109,19 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
                            batch_prefix=config.batch_prefix, wait=True, interval=wait_interval, quiet=quiet)
         return code or (0 if summary.ok else 1)
     return 0 if summary.ok else 1
+
+
+def _count_in_background(config, progress):
+    """The progress total comes from a cheap second walk (names and stat only) running alongside."""
+    import threading
+
+    from filejobs.submit import walk
+
+    def count():
+        progress.total = sum(1 for _ in walk(config.directory, recursive=config.recursive, include=config.include,
+                                             exclude=config.exclude, follow_symlinks=config.follow_symlinks))
+
+    threading.Thread(target=count, daemon=True, name="count").start()
 
 
 def _print_summary(s, *, dry_run, log):
