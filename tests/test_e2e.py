@@ -148,3 +148,36 @@ def test_make_demo_runs_the_whole_pipeline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "32 jobs sent" in result.stderr and "31 done, 1 failed" in result.stderr
     assert (tmp_path / "out" / "reports" / "2024" / "Q1 sales.csv.json").exists()
+
+
+def test_ctrl_c_stops_promptly_and_a_rerun_sends_each_remaining_file_once(server, tmp_path):
+    res = make(server)
+    data = tmp_path / "data"
+    data.mkdir()
+    n = 200
+    for i in range(n):
+        (data / f"f{i:04d}.txt").write_text(f"file {i}")
+    argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--concurrency", "4", data, res.bucket, "input/",
+            "output/", res.queue_url, "us-east-1"]
+    first = subprocess.Popen(list(map(str, argv)), env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+
+    def queued():
+        a = server.sqs.get_queue_attributes(QueueUrl=res.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(a["Attributes"]["ApproximateNumberOfMessages"])
+
+    assert wait_for(lambda: queued() >= 30, timeout_s=60, every_s=0.05)
+    first.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = first.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert first.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted: rerun the same command to resume" in err
+    second = run_tool("sendjobs", "--json", data, res.bucket, "input/", "output/", res.queue_url, "us-east-1",
+                      env=server.env)
+    assert second.returncode == 0, second.stderr
+    counts = {}
+    for m in drain_queue(server.sqs, res.queue_url, max_rounds=100):
+        key = message.decode(m["Body"]).input_key
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == n and set(counts.values()) == {1}  # a clean stop leaves no duplicate at all
