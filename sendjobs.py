@@ -11,6 +11,7 @@ import click
 
 from filejobs import aws
 from filejobs.clitools import Command, Fail, aws_options, prefix
+from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.submit import FatalSendError, Sender, SendConfig
 
@@ -96,8 +97,11 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
             raise
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
-    if not quiet or not summary.ok:
+    if not quiet:
         _print_summary(summary, dry_run=dry_run, log=errlog)
+    elif summary.files_failed:
+        # Quiet: each failed file was named once as it failed; one closing line says what it means.
+        errlog(f"{summary.files_failed} of {summary.files_seen} files failed; rerun the same command to retry them")
     if summary.interrupted:
         return 130
     if wait and not dry_run:
@@ -138,7 +142,9 @@ def _print_summary(s, *, dry_run, log):
     if s.failures:
         log(f"failed files ({s.files_failed}):")
         for f in s.failures[:20]:
-            log(f"  {f.rel}: {f.reason}")
+            log(f"  {printable(f.rel)}: {f.reason}")
+        if s.files_failed > 20:
+            log(f"  … and {s.files_failed - 20} more (--json lists up to 1,000)")
 
 
 def main():  # console_scripts entry point

@@ -200,7 +200,9 @@ class CallRecorder:
 
     def attach(self, client) -> None:
         service = client.meta.service_model.service_name
-        client.meta.events.register("before-call.*.*", lambda model, params, **_: self._call(service, model.name, params))
+        # before-parameter-build sees the API parameters (before-call only sees the HTTP request).
+        client.meta.events.register("before-parameter-build.*.*",
+                                    lambda model, params, **_: self._call(service, model.name, params))
         client.meta.events.register("before-send.*.*", self._send)
 
     def _call(self, service, operation, params):

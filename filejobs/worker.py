@@ -151,6 +151,20 @@ class Worker:
         else:
             self.log("warning", reason="the queue has no dead-letter queue: failing jobs are retried until they expire")
         os.makedirs(self.c.work_dir, exist_ok=True)
+        self._remove_stale_job_dirs()
+
+    def _remove_stale_job_dirs(self) -> None:
+        """Folders left by a worker that was killed (SIGKILL, OOM): ``job-<pid>-…`` whose process is
+        gone. Several workers may share WORK_DIR, so only dead owners' folders are removed."""
+        for entry in os.scandir(self.c.work_dir):
+            parts = entry.name.split("-", 2)
+            if len(parts) != 3 or parts[0] != "job" or not parts[1].isdigit() or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = int(parts[1])
+            if pid == os.getpid() or _alive(pid):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            self.log("cleaned", folder=entry.name, reason="left by a worker that is no longer running")
 
     # ------------------------------------------------------------------ the run
 
@@ -364,7 +378,7 @@ class Worker:
         if attempt > 1 and self._already_done(job, output_key):
             self._finish(r, "skipped", reason="output exists for this input version", started=started)
             return
-        job_dir = tempfile.mkdtemp(prefix="job-", dir=self.c.work_dir)  # mode 0700
+        job_dir = tempfile.mkdtemp(prefix=f"job-{os.getpid()}-", dir=self.c.work_dir)  # mode 0700
         try:
             self._run_job(job, output_key, r, job_dir, started)
         finally:
@@ -605,11 +619,14 @@ class Worker:
     # ------------------------------------------------------------------ deleter
 
     def _delete_loop(self) -> None:
-        """Batch deletes: a batch goes out when it has 10 entries or after ``batch_linger_s``."""
+        """Batch deletes: a batch goes out when it has 10 entries, when no other job is running
+        that could add to it, or after ``delete_max_linger_s`` (well inside any visibility timeout)."""
         pending: list[_Running] = []
+        first_at = 0.0
+        max_linger = min(1.0, self.visibility_timeout_s / 10)
         while True:
             try:
-                item = self._deletes.get(timeout=self.c.batch_linger_s if pending else None)
+                item = self._deletes.get(timeout=0.02 if pending else None)
             except queue_mod.Empty:
                 item = False
             if item is None:
@@ -618,30 +635,61 @@ class Worker:
                     pending = pending[10:]
                 break
             if item is not False:
+                if not pending:
+                    first_at = self.clock()
                 pending.append(item)
-            if len(pending) >= 10 or (pending and item is False):
+            if not pending:
+                continue
+            with self._lock:
+                others_running = self._busy > len(pending)
+            if len(pending) >= 10 or (item is False and (not others_running or self.clock() - first_at >= max_linger)):
                 self._delete_batch(pending[:10])
                 pending = pending[10:]
+                first_at = self.clock()
         self._delete_done.set()
 
     def _delete_batch(self, batch: list[_Running]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(batch)]
+        todo = dict(enumerate(batch))
         for attempt in range(5):
             try:
-                response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-                break
+                response = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": r.receipt} for i, r in todo.items()])
             except Exception as exc:  # noqa: BLE001
                 if aws.is_fatal(exc):
                     self.fatal = self.fatal or exc
                     return
                 self.log("warning", during="delete", reason=aws.describe(exc))
                 time.sleep(min(5, 0.2 * 2 ** attempt))
-        else:
-            return
-        for f in response.get("Failed", []):
-            r = batch[int(f["Id"])]
-            # Usually the receipt expired and the message was redelivered: the duplicate is skipped.
-            self.log("warning", key=r.key, reason=f"delete failed: {f.get('Code')}")
+                continue
+            for ok in response.get("Successful", []):
+                todo.pop(int(ok["Id"]), None)
+            retry = {}
+            for f in response.get("Failed", []):
+                r = todo.get(int(f["Id"]))
+                if r is None:
+                    continue
+                if f.get("SenderFault"):
+                    # Usually the receipt expired and the message was redelivered: that duplicate
+                    # finds the output and is skipped.
+                    self.log("warning", key=r.key, reason=f"delete failed: {f.get('Code')}")
+                else:
+                    retry[int(f["Id"])] = r
+            todo = retry
+            if not todo:
+                return
+            time.sleep(min(5, 0.2 * 2 ** attempt))
+        for r in todo.values():
+            self.log("warning", key=r.key, reason="delete kept failing; the redelivery will be skipped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_heartbeat(heartbeat_s: float, visibility_timeout_s: int) -> None:

@@ -280,14 +280,13 @@ def test_the_worker_never_holds_more_messages_than_free_slots(tmp_path, mocked, 
     res = make_resources(mocked)
     for i in range(6):
         send(mocked, res, f"input/{i}.txt")
-    seen = []
-    w, _ = worker(tmp_path, mocked, res, Recording(sleep_s=0.6), concurrency=2, batch_linger_s=0)
-    t = threading.Thread(target=w.run)
-    t.start()
-    while t.is_alive():
-        seen.append(queue_counts(mocked, res.queue_url)[1])
-        time.sleep(0.1)
-    assert max(seen) <= 2 and w.stats.done == 6
+    w, _ = worker(tmp_path, mocked, res, Recording(sleep_s=0.3), concurrency=2, batch_linger_s=0)
+    held = []
+    mocked.sqs.meta.events.register(
+        "before-parameter-build.sqs.ReceiveMessage",
+        lambda params, **_: held.append(w._busy + params["MaxNumberOfMessages"]))
+    assert w.run().done == 6
+    assert max(held) <= 2  # running jobs + messages asked for never exceed the job slots
 
 
 def test_first_stop_drains_and_releases_what_does_not_finish_in_the_grace_period(tmp_path, mocked, make_resources):
@@ -353,3 +352,15 @@ def test_full_batches_cost_at_most_2_3_requests_per_job(tmp_path, mocked, make_r
     per_job = (ops["s3:GetObject"] + ops["s3:PutObject"] + ops["sqs:ReceiveMessage"]
                + ops["sqs:DeleteMessageBatch"]) / 40
     assert ops["sqs:DeleteMessageBatch"] <= 6 and per_job <= 2.3 + 3 / 40, ops
+
+
+def test_folders_left_by_a_killed_worker_are_removed_at_start_but_not_a_live_ones(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    work = tmp_path / "work"
+    dead = work / "job-999999999-abc"  # no such pid
+    live = work / f"job-{os.getppid()}-def"  # a live process (pytest's parent)
+    for d in (dead, live):
+        (d / "in").mkdir(parents=True)
+    (work / "notes.txt").write_text("not ours")
+    worker(tmp_path, mocked, res, Recording())[0].run()
+    assert sorted(os.listdir(work)) == [live.name, "notes.txt"]
