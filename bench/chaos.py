@@ -96,6 +96,7 @@ class Result:
     sendjobs_exit: list = field(default_factory=list)
     files_sent: int = 0
     messages_sent: int = 0
+    sender_duplicates: int = 0  # messages sent twice for one file (a SendMessageBatch response lost)
     lost: int = 0
     wrong_content: int = 0
     extra_outputs: int = 0
@@ -303,6 +304,7 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
     res.messages_sent = sum(e.data.get("sent", 0) for e in proxy.events
                             if e.op in ("sqs:SendMessageBatch", "sqs:SendMessage") and e.app.startswith("sendjobs")
                             and e.data.get("queue") == queue)
+    res.sender_duplicates = max(0, res.messages_sent - res.files_sent)
     out_keys = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="out/"):
         out_keys.update(o["Key"] for o in page.get("Contents", []))
@@ -361,7 +363,8 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
 
 TABLE_COLUMNS = [("scenario", "scenario"), ("jobs", "jobs"), ("workers", "workers"), ("kills", "kills"),
                  ("injected faults", "injected_faults"), ("lost", "lost"),
-                 ("duplicated executions", "duplicated_executions"), ("duplicate writes", "duplicate_writes"),
+                 ("duplicated executions", "duplicated_executions"), ("sender dups", "sender_duplicates"),
+                 ("duplicate writes", "duplicate_writes"),
                  ("DLQ", "dlq"), ("left in queue", "left_in_queue"), ("endpoint dups", "endpoint_duplicates"),
                  ("tool redeliveries", "tool_redeliveries"), ("seconds", "seconds")]
 
@@ -387,12 +390,12 @@ def scenarios(quick: bool, jobs: int | None, kills: int | None, seed: int) -> di
         }
     return {
         "kill": Scenario(name="kill", jobs=jobs or 1000, workers=4, concurrency=2, kills=kills or 25, max_kills=60,
-                         kill_every_s=1.6, waves=5, seed=seed, timeout_s=900),
+                         kill_every_s=1.6, waves=5, job_seconds=0.1, seed=seed, timeout_s=900),
         "faults": Scenario(name="faults", jobs=jobs or 1000, workers=4, concurrency=2, kills=0, max_kills=0,
                            fault_rate=0.10, waves=5, visibility_s=10, seed=seed, timeout_s=900),
         "kill+faults": Scenario(name="kill+faults", jobs=jobs or 1000, workers=4, concurrency=2, kills=kills or 25,
                                 max_kills=60, kill_every_s=1.6, fault_rate=0.10, waves=5, visibility_s=10,
-                                seed=seed, timeout_s=900),
+                                job_seconds=0.1, seed=seed, timeout_s=900),
         "term": Scenario(name="term", jobs=200, workers=4, concurrency=2, kill_signal=signal.SIGTERM,
                          job_seconds=1.0, grace_s=0.5, kills=kills or 25, max_kills=60, kill_every_s=1.0,
                          visibility_s=30, seed=seed, timeout_s=600),
@@ -443,8 +446,8 @@ def main(argv=None) -> int:
             results.append(r)
             detail = {k: v for k, v in r.as_dict().items() if k in (
                 "faults_by_kind", "requests", "sdk_retries", "redeliveries", "worker_events", "stale_job_dirs",
-                "sendjobs_exit", "files_sent", "messages_sent", "executions", "wrong_content", "extra_outputs",
-                "tracebacks", "timed_out")}
+                "sendjobs_exit", "files_sent", "messages_sent", "executions", "sender_duplicates",
+                "wrong_content", "extra_outputs", "tracebacks", "timed_out")}
             print(f"chaos: {name}: {json.dumps(detail)}", file=sys.stderr, flush=True)
     finally:
         proc.terminate()

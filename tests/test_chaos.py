@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_sigkill_chaos(endpoint, server, tmp_path):
     sc = chaos.Scenario(name="kill", jobs=200, workers=4, concurrency=2, kills=6, kill_every_s=1.0,
-                        visibility_s=6, seed=7, timeout_s=150)
+                        visibility_s=6, job_seconds=0.05, seed=7, timeout_s=150)
     r = chaos.run(endpoint, sc, workdir=str(tmp_path), base_env=server.env)
     print("\n" + chaos.table([r]) + "\n" + json.dumps(r.as_dict(), default=str))
     assert not r.timed_out, r.as_dict()

@@ -30,7 +30,7 @@ import uuid
 
 import pytest
 
-from conftest import REGION, ROOT, list_keys, unique
+from conftest import REGION, ROOT, list_keys
 from filejobs.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
