@@ -28,5 +28,9 @@ demo: $(VENV)/.local-installed
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
 
+# Long chaos / fault-injection / SIGTERM-drain runs on a local endpoint (~6 min); prints one table.
+chaos: $(VENV)/.dev-installed
+	$(PY) bench/chaos.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo-output
