@@ -26,6 +26,32 @@ def start_worker(server, *args):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def numbered_files(tmp_path, n):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(n):
+        (data / f"f{i:04d}.txt").write_text(f"file {i}")
+    return data
+
+
+def start_sendjobs(server, *args, **popen):
+    argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), *map(str, args)]
+    return subprocess.Popen(argv, env=server.env, **popen)
+
+
+def queued(server, url):
+    a = server.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(a["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def jobs_per_input(server, url):
+    counts = {}
+    for m in drain_queue(server.sqs, url, max_rounds=200):
+        key = message.decode(m["Body"]).input_key
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def wait_for(predicate, timeout_s=30, every_s=0.2):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -90,31 +116,19 @@ def test_missing_bucket_and_queue_are_one_line_each(server, tmp_path):
 def test_a_killed_submission_resumes_without_resending_what_was_sent(server, tmp_path):
     """SIGKILL mid-run, rerun: every file has a job; duplicates only from the batches in flight."""
     res = make(server)
-    data = tmp_path / "data"
-    data.mkdir()
     n = 240
-    for i in range(n):
-        (data / f"f{i:04d}.txt").write_text(f"file {i}")
-    argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--concurrency", "8", data, res.bucket, "input/",
-            "output/", res.queue_url, "us-east-1"]
-    first = subprocess.Popen(list(map(str, argv)), env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def queued():
-        a = server.sqs.get_queue_attributes(QueueUrl=res.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-        return int(a["Attributes"]["ApproximateNumberOfMessages"])
-
-    assert wait_for(lambda: queued() >= 60, timeout_s=60, every_s=0.05)
+    data = numbered_files(tmp_path, n)
+    first = start_sendjobs(server, "--concurrency", "8", data, res.bucket, "input/", "output/", res.queue_url,
+                           "us-east-1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: queued(server, res.queue_url) >= 60, timeout_s=60, every_s=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    before = queued()
+    before = queued(server, res.queue_url)
     assert before < n, "the first run finished before it could be interrupted"
     second = run_tool("sendjobs", "--json", "--concurrency", "8", data, res.bucket, "input/", "output/", res.queue_url,
                       "us-east-1", env=server.env)
     assert second.returncode == 0, second.stderr
-    counts = {}
-    for m in drain_queue(server.sqs, res.queue_url, max_rounds=200):
-        key = message.decode(m["Body"]).input_key
-        counts[key] = counts.get(key, 0) + 1
+    counts = jobs_per_input(server, res.queue_url)
     assert sorted(counts) == [f"input/f{i:04d}.txt" for i in range(n)]  # every file has a job
     duplicates = sum(c - 1 for c in counts.values())
     senders = 1  # concurrency 8 → one sending thread → at most one batch of 10 in flight
@@ -152,21 +166,11 @@ def test_make_demo_runs_the_whole_pipeline(tmp_path):
 
 def test_ctrl_c_stops_promptly_and_a_rerun_sends_each_remaining_file_once(server, tmp_path):
     res = make(server)
-    data = tmp_path / "data"
-    data.mkdir()
     n = 200
-    for i in range(n):
-        (data / f"f{i:04d}.txt").write_text(f"file {i}")
-    argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--concurrency", "4", data, res.bucket, "input/",
-            "output/", res.queue_url, "us-east-1"]
-    first = subprocess.Popen(list(map(str, argv)), env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-
-    def queued():
-        a = server.sqs.get_queue_attributes(QueueUrl=res.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-        return int(a["Attributes"]["ApproximateNumberOfMessages"])
-
-    assert wait_for(lambda: queued() >= 30, timeout_s=60, every_s=0.05)
+    data = numbered_files(tmp_path, n)
+    first = start_sendjobs(server, "--concurrency", "4", data, res.bucket, "input/", "output/", res.queue_url,
+                           "us-east-1", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: queued(server, res.queue_url) >= 30, timeout_s=60, every_s=0.05)
     first.send_signal(signal.SIGINT)
     started = time.monotonic()
     _, err = first.communicate(timeout=30)
@@ -176,8 +180,5 @@ def test_ctrl_c_stops_promptly_and_a_rerun_sends_each_remaining_file_once(server
     second = run_tool("sendjobs", "--json", data, res.bucket, "input/", "output/", res.queue_url, "us-east-1",
                       env=server.env)
     assert second.returncode == 0, second.stderr
-    counts = {}
-    for m in drain_queue(server.sqs, res.queue_url, max_rounds=100):
-        key = message.decode(m["Body"]).input_key
-        counts[key] = counts.get(key, 0) + 1
+    counts = jobs_per_input(server, res.queue_url)
     assert len(counts) == n and set(counts.values()) == {1}  # a clean stop leaves no duplicate at all
