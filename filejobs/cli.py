@@ -106,6 +106,8 @@ def demo(data_dir, output_dir, workers, concurrency):
     from .local import LocalEndpointUnavailable
 
     data_dir = data_dir or os.path.join(repo_root(), "examples", "data")
+    if not os.path.isfile(os.path.join(repo_root(), "examples", "textstats.py")) or not os.path.isdir(data_dir):
+        raise Fail("the demo's examples/ ship with the source tree: run it from a clone (make demo)")
     try:
         return run_demo(data_dir=data_dir, output_dir=os.path.abspath(output_dir), workers=workers,
                         concurrency=concurrency)
