@@ -28,6 +28,14 @@ demo: $(VENV)/.local-installed
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
 
+# Benchmarks (bench/README.md): moto, and fauxqs from the npm registry when node is there.
+bench/.fauxqs/node_modules/fauxqs:
+	@if command -v npm >/dev/null; then mkdir -p bench/.fauxqs && cd bench/.fauxqs && npm install --silent fauxqs@1.9.2; \
+	else echo "node/npm not found: benchmarks run on moto only"; fi
+
+bench: $(VENV)/.dev-installed bench/.fauxqs/node_modules/fauxqs
+	$(PY) bench/run_all.py
+
 # Long chaos / fault-injection / SIGTERM-drain runs on a local endpoint (~6 min); prints one table.
 chaos: $(VENV)/.dev-installed
 	$(PY) bench/chaos.py

@@ -94,6 +94,7 @@ class _Running:
     received_at: float
     key: str = ""
     extended_at: float = 0.0
+    slot_freed: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -117,7 +118,8 @@ class Worker:
         self._lock = threading.Lock()
         self._slots_changed = threading.Condition(self._lock)
         self._running: dict[str, _Running] = {}
-        self._busy = 0  # messages dispatched and not yet finished
+        self._busy = 0  # messages held: received and not yet finished (deleted or released)
+        self._in_slot = 0  # jobs before or in their command: what --concurrency limits
         self._dispatched = 0
         self._last_activity = clock()
         self._work: queue_mod.Queue = queue_mod.Queue()
@@ -176,7 +178,7 @@ class Worker:
                  visibility_timeout_s=self.visibility_timeout_s, heartbeat_s=self.heartbeat_s,
                  max_receive_count=self.max_receive_count, runner=self.runner.describe())
         threads = [threading.Thread(target=self._job_loop, name=f"job-{i}", daemon=True)
-                   for i in range(self.c.concurrency)]
+                   for i in range(self.c.concurrency * 2)]
         threads += [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
                     threading.Thread(target=self._delete_loop, name="deleter", daemon=True)]
         poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
@@ -254,7 +256,7 @@ class Worker:
                 self._release(r, 0, "shutdown")
         # The poller returns within one long poll and releases what it received meanwhile.
         poller.join(timeout=1 if self.aborting.is_set() else self.c.wait_time_s + 10)
-        for _ in range(self.c.concurrency):
+        for _ in range(self.c.concurrency * 2):
             self._work.put(None)
         self._deletes.put(None)
         self._delete_done.wait(timeout=30)
@@ -264,14 +266,19 @@ class Worker:
     # ------------------------------------------------------------------ polling
 
     def _wanted(self) -> int:
-        """How many messages to ask for: free slots (≤ 10), waiting briefly to fill a batch."""
+        """How many messages to ask for: free slots (≤ 10), waiting briefly to fill a batch.
+
+        A job holds its slot from receipt until its command exits; its upload and delete then go
+        on beside the next job (up to ``concurrency`` of them), so a slot never waits for a
+        round trip to S3 — and no message is ever received without a slot to run it at once.
+        """
         target_cap = 10
         if self.c.max_jobs is not None:
             target_cap = min(target_cap, self.c.max_jobs - self._dispatched)
         with self._lock:
             deadline = self.clock() + self.c.batch_linger_s
             while not self.draining.is_set():
-                free = self.c.concurrency - self._busy
+                free = min(self.c.concurrency - self._in_slot, 2 * self.c.concurrency - self._busy)
                 target = min(target_cap, self.c.concurrency)
                 if free >= target or (free > 0 and self.clock() >= deadline):
                     return min(free, target_cap)
@@ -325,6 +332,7 @@ class Worker:
                 continue
             with self._lock:
                 self._busy += len(messages)
+                self._in_slot += len(messages)
                 self._dispatched += len(messages)
                 self._last_activity = self.clock()
             if self.protector:
@@ -340,11 +348,16 @@ class Worker:
             m = self._work.get()
             if m is None:
                 return
+            attempt = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            now = self.clock()
+            r = _Running(message_id=m["MessageId"], receipt=m["ReceiptHandle"], attempt=attempt,
+                         received_at=now, extended_at=now)
             try:
-                self._handle(m)
+                self._handle(m, r)
             except Exception as exc:  # noqa: BLE001 - a job never takes the worker down
                 self.log("error", during="job", error=aws.describe(exc))
             finally:
+                self._free_slot(r)
                 with self._lock:
                     self._running.pop(m["MessageId"], None)
                     self._busy -= 1
@@ -354,11 +367,15 @@ class Worker:
                 if idle and self.protector:
                     self.protector.set_busy(False)
 
-    def _handle(self, m: dict) -> None:
-        attempt = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        now = self.clock()
-        r = _Running(message_id=m["MessageId"], receipt=m["ReceiptHandle"], attempt=attempt,
-                     received_at=now, extended_at=now)
+    def _free_slot(self, r: _Running) -> None:
+        with self._lock:
+            if not r.slot_freed:
+                r.slot_freed = True
+                self._in_slot -= 1
+                self._slots_changed.notify_all()
+
+    def _handle(self, m: dict, r: _Running) -> None:
+        attempt = r.attempt
         try:
             job = message.decode(m.get("Body", ""))
             message.authorize(job, self.c.allowed)
@@ -406,6 +423,7 @@ class Worker:
         self.log("started", key=job.input_key, attempt=r.attempt)
         result = self.runner.run(input_path, output_path, cwd=job_dir, timeout_s=self.c.job_timeout_s,
                                  cancel=r.cancel)
+        self._free_slot(r)  # the upload goes on beside the next job
         if result.cancelled or (self.aborting.is_set() and not result.ok):
             self._release(r, 0, "shutdown")
             return

@@ -284,9 +284,12 @@ def test_the_worker_never_holds_more_messages_than_free_slots(tmp_path, mocked, 
     held = []
     mocked.sqs.meta.events.register(
         "before-parameter-build.sqs.ReceiveMessage",
-        lambda params, **_: held.append(w._busy + params["MaxNumberOfMessages"]))
+        lambda params, **_: held.append((w._in_slot + params["MaxNumberOfMessages"],
+                                         w._busy + params["MaxNumberOfMessages"])))
     assert w.run().done == 6
-    assert max(held) <= 2  # running jobs + messages asked for never exceed the job slots
+    # Jobs not yet past their command + messages asked for never exceed the job slots; uploads
+    # of finished commands may overlap (at most one per slot).
+    assert max(a for a, _ in held) <= 2 and max(b for _, b in held) <= 4
 
 
 def test_first_stop_drains_and_releases_what_does_not_finish_in_the_grace_period(tmp_path, mocked, make_resources):
