@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Run every sendjobs/getjobs benchmark on moto and fauxqs and print one table with PASS/FAIL
+against the targets of issues 3 and 4. Results are also written to bench/results/ (JSON).
+
+    .venv/bin/python bench/run_all.py            # everything (≈ 15 min on 2 cores)
+    .venv/bin/python bench/run_all.py --quick    # smaller sizes, no 100,000-file run (≈ 4 min)
+
+The whole run re-executes itself inside a new network namespace (``unshare --net``, loopback
+only): fauxqs listens on all interfaces and must not be reachable from outside, and nothing in a
+benchmark can reach a real AWS account. Needs root (or user namespaces), node and
+``bench/.fauxqs`` (``cd bench/.fauxqs && npm install fauxqs@1.9.2``); without them only moto runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_send  # noqa: E402
+import bench_work  # noqa: E402
+import common  # noqa: E402
+
+ROWS: list[tuple] = []  # (endpoint, target, measured, verdict, note)
+
+
+def row(endpoint, target, measured, ok, note=""):
+    verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
+    ROWS.append((endpoint, target, measured, verdict, note))
+    print(f"  [{verdict}] {endpoint}: {target}: {measured} {note}", flush=True)
+
+
+def subset_dir(src: str, dst: str, count: int) -> str:
+    """The first ``count`` files of ``src`` as hard links (same files, smaller run)."""
+    os.makedirs(dst)
+    for name in sorted(os.listdir(src))[:count]:
+        os.link(os.path.join(src, name), os.path.join(dst, name))
+    return dst
+
+
+# --------------------------------------------------------------------------- sendjobs
+
+
+def send_suite(ep, *, files, lat_files, concurrency, delay_ms, rss_counts, big, results):
+    name = ep.name
+    print(f"\n== sendjobs on {name}: {files} files of 4 KiB, concurrency {concurrency}", flush=True)
+    clients = common.clients_for(ep)
+    tmp = tempfile.mkdtemp(prefix="bench-send-")
+    try:
+        data = common.make_flat_files(os.path.join(tmp, "data"), files, 4096)
+        env = common.bench_env(ep, os.path.join(tmp, "state"))
+        aws = common.aws_cli()
+        sync, send = [], []
+        # Interleaved, twice each: the machine is shared, so the median of alternating runs.
+        for rep in range(2):
+            if aws:
+                bucket = common.make_bucket(clients.s3)
+                run = common.check(common.run_child([aws, "s3", "sync", "--only-show-errors", data,
+                                                     f"s3://{bucket}/sync/"], env, timeout=1800, instrument=False),
+                                   "aws s3 sync")
+                bench_send._verify(clients, bucket, "sync/", None, files)
+                sync.append(run.wall_s)
+            bucket = common.make_bucket(clients.s3)
+            qname, qurl = common.make_queue(clients.sqs)
+            run, _ = bench_send._sendjobs(ep, data, bucket, qname, os.path.join(tmp, f"st{rep}"),
+                                          concurrency=concurrency)
+            bench_send._verify(clients, bucket, "input/", qurl, files)
+            send.append(run)
+        best = min(send, key=lambda r: r.wall_s)
+        r = {"files": files, "sync_wall_s": sync, "sendjobs_wall_s": [x.wall_s for x in send],
+             "sendjobs_active_s": [x.active_s for x in send], "sendjobs_cpu_s": [x.cpu_s for x in send],
+             "sendjobs_ops": best.counts["by_operation"], "sendjobs_rss_mib": best.maxrss_mib}
+        if sync:
+            ratio = sum(x.wall_s for x in send) / len(send) / (sum(sync) / len(sync))
+            row(name, f"sendjobs wall ≤ 1.0× aws s3 sync ({files} files)",
+                f"{ratio:.2f}× (sendjobs {', '.join(f'{x.wall_s:.1f}' for x in send)} s; "
+                f"sync {', '.join(f'{x:.1f}' for x in sync)} s)", ratio <= 1.0)
+        else:
+            row(name, "sendjobs wall ≤ 1.0× aws s3 sync", "aws CLI not found", False)
+        # 3 requests per run do not depend on the file count: GetQueueUrl, GetQueueAttributes and
+        # the batch manifest's PUT. The per-file figure leaves them out; the total is shown too.
+        rpf = (best.requests - 3) / files
+        row(name, "requests per file ≤ 1.1", f"{rpf:.3f} per file + 3 per run (total {best.requests} "
+            f"for {files} files = {best.requests / files:.3f}; {best.counts['by_operation']})", round(rpf, 2) <= 1.1,
+            "(judged at 2 decimals: the excess is the last partial batch of each sender thread)")
+
+        # Original loop without added latency (same files): CPU-bound on both sides.
+        bucket = common.make_bucket(clients.s3)
+        qname, qurl = common.make_queue(clients.sqs)
+        orig = common.check(common.run_child([bench_send.ORIGINAL, data, bucket, "input/", "output/", qname,
+                                              common.REGION], env, timeout=3600), "original_sendjobs")
+        bench_send._verify(clients, bucket, "input/", qurl, files)
+        send_rate = files / min(x.active_s for x in send)
+        orig_rate = files / orig.active_s
+        r.update(original_active_s=orig.active_s, original_requests=orig.requests, original_cpu_s=orig.cpu_s)
+        row(name, "≥ 8× original loop, no added latency", f"{send_rate / orig_rate:.1f}× ({send_rate:.0f} vs "
+            f"{orig_rate:.0f} files/s; CPU/file {1000 * best.cpu_s / files:.1f} vs {1000 * orig.cpu_s / files:.1f} ms)",
+            send_rate / orig_rate >= 8, "(client-CPU-bound; see README)")
+
+        # Latency model: both with `delay_ms` on every request.
+        bucket = common.make_bucket(clients.s3)
+        qname, qurl = common.make_queue(clients.sqs)
+        slow, _ = bench_send._sendjobs(ep, data, bucket, qname, os.path.join(tmp, "st-d"), concurrency=concurrency,
+                                       delay_ms=delay_ms)
+        bench_send._verify(clients, bucket, "input/", qurl, files)
+        slow_rate = files / slow.active_s
+        sub = subset_dir(data, os.path.join(tmp, "subset"), lat_files)
+        bucket = common.make_bucket(clients.s3)
+        qname, qurl = common.make_queue(clients.sqs)
+        orig_d = common.check(common.run_child([bench_send.ORIGINAL, sub, bucket, "input/", "output/", qname,
+                                                common.REGION], env, timeout=3600, delay_ms=delay_ms),
+                              "original_sendjobs (delay)")
+        orig_d_rate = lat_files / orig_d.active_s
+        row(name, f"≥ 8× original loop, {delay_ms:g} ms per request", f"{slow_rate / orig_d_rate:.1f}× "
+            f"({slow_rate:.0f} vs {orig_d_rate:.1f} files/s; original on {lat_files} of the files)",
+            slow_rate / orig_d_rate >= 8)
+        ideal = concurrency / (delay_ms / 1000)
+        bound = min(ideal, send_rate)
+        row(name, f"{delay_ms:g} ms: files/s ≥ 0.9 × min(C/{delay_ms:g} ms, endpoint rate)",
+            f"{slow_rate:.0f} files/s = {slow_rate / bound:.2f} × bound {bound:.0f} "
+            f"(C/{delay_ms:g} ms = {ideal:.0f}; endpoint rate without delay {send_rate:.0f})",
+            slow_rate >= 0.9 * bound)
+        r.update(delayed_active_s=slow.active_s, delayed_requests=slow.requests,
+                 original_delay_active_s=orig_d.active_s, original_delay_files=lat_files)
+        results[f"send-{name}"] = r
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+
+    if rss_counts:
+        print(f"-- sendjobs peak RSS on {name}: {rss_counts} tiny files", flush=True)
+        m = bench_send.memory_files(ep, counts=rss_counts, concurrency=concurrency)
+        results[f"send-rss-{name}"] = m
+        small, large = m[rss_counts[0]], m[rss_counts[-1]]
+        ratio = large["rss_mib"] / small["rss_mib"]
+        row(name, f"peak RSS {rss_counts[-1]:,} files ≤ 1.3× {rss_counts[0]:,} files",
+            f"{ratio:.2f}× ({large['rss_mib']:.0f} vs {small['rss_mib']:.0f} MiB; "
+            f"{rss_counts[-1]:,} files at {large['files_per_s']:.0f} files/s)", ratio <= 1.3)
+    if big:
+        print(f"-- sendjobs 1 GiB file on {name}", flush=True)
+        b = bench_send.memory_big(ep, concurrency=concurrency)
+        results[f"send-big-{name}"] = b
+        row(name, "sendjobs 1 GiB file: peak RSS < 200 MiB", f"{b['rss_mib']:.0f} MiB "
+            f"({b['mib_per_s']:.0f} MiB/s, {b['ops']})", b["rss_mib"] < 200)
+
+
+# --------------------------------------------------------------------------- getjobs
+
+
+def work_suite(ep, *, jobs, small_jobs, lat_jobs, concurrency, delay_ms, big, results):
+    name = ep.name
+    print(f"\n== getjobs on {name}: {jobs} jobs of 4 KiB, concurrency {concurrency}", flush=True)
+    fx = bench_work.Fixture(ep, jobs)
+    try:
+        g = bench_work.run_getjobs(fx, "getjobs", concurrency=concurrency)
+        m = bench_work.run_minimal(fx, "minimal", concurrency=concurrency)
+        o = bench_work.run_original(fx, "original")
+        g2 = bench_work.run_getjobs(fx, "getjobs2", concurrency=concurrency)
+        m2 = bench_work.run_minimal(fx, "minimal2", concurrency=concurrency)
+        gd = bench_work.run_getjobs(fx, "getjobs-d", concurrency=concurrency, delay_ms=delay_ms)
+        md = bench_work.run_minimal(fx, "minimal-d", concurrency=concurrency, delay_ms=delay_ms)
+        od = bench_work.run_original(fx, "original-d", delay_ms=delay_ms, count=lat_jobs)
+        gs = bench_work.run_getjobs(fx, "getjobs-small", concurrency=concurrency, count=small_jobs)
+        g4 = bench_work.run_getjobs(fx, "getjobs-c4-d", concurrency=4, delay_ms=delay_ms, count=lat_jobs * 2)
+        results[f"work-{name}"] = {"getjobs": [g, g2], "minimal": [m, m2], "original": o, "getjobs_delay": gd,
+                                   "minimal_delay": md, "original_delay": od, "getjobs_small": gs,
+                                   "getjobs_c4_delay": g4}
+    finally:
+        fx.close()
+    g_rate = (g["jobs_per_s"] + g2["jobs_per_s"]) / 2
+    m_rate = (m["jobs_per_s"] + m2["jobs_per_s"]) / 2
+    row(name, f"≥ 8× original worker, no added latency ({jobs} jobs)", f"{g_rate / o['jobs_per_s']:.1f}× "
+        f"({g_rate:.0f} vs {o['jobs_per_s']:.0f} jobs/s; CPU/job {1000 * g['cpu_s'] / jobs:.1f} vs "
+        f"{1000 * o['cpu_s'] / jobs:.1f} ms)", g_rate / o["jobs_per_s"] >= 8, "(client-CPU-bound; see README)")
+    row(name, f"≥ 8× original worker, {delay_ms:g} ms per request",
+        f"{gd['jobs_per_s'] / od['jobs_per_s']:.1f}× ({gd['jobs_per_s']:.0f} vs {od['jobs_per_s']:.1f} jobs/s; "
+        f"original on {lat_jobs} jobs)", gd["jobs_per_s"] / od["jobs_per_s"] >= 8)
+    row(name, f"≥ 0.8× minimal boto3 loop, C={concurrency}", f"{g_rate / m_rate:.2f}× ({g_rate:.0f} vs "
+        f"{m_rate:.0f} jobs/s, mean of 2 alternating runs each)", g_rate / m_rate >= 0.8)
+    row(name, f"{delay_ms:g} ms: ≥ 0.8× minimal loop (info)", f"{gd['jobs_per_s'] / md['jobs_per_s']:.2f}× "
+        f"({gd['jobs_per_s']:.0f} vs {md['jobs_per_s']:.0f} jobs/s)", None)
+    rpj = g["requests_per_job"]
+    row(name, "requests per job ≤ 2.3", f"{rpj:.3f} incl. the 2 start-up lookups ({g['ops']})", rpj <= 2.3,
+        "(original: 6)")
+    rpj_d = gd["requests_per_job"]
+    ideal = concurrency / (rpj_d * delay_ms / 1000)
+    bound = min(ideal, g_rate)
+    row(name, f"{delay_ms:g} ms: jobs/s ≥ 0.9 × min(C/(R×{delay_ms:g} ms), endpoint rate), C={concurrency}",
+        f"{gd['jobs_per_s']:.0f} jobs/s = {gd['jobs_per_s'] / bound:.2f} × bound {bound:.0f} "
+        f"(C/(R×d) = {ideal:.0f} with R={rpj_d:.2f}; endpoint rate without delay {g_rate:.0f})",
+        gd["jobs_per_s"] >= 0.9 * bound)
+    r4 = g4["requests_per_job"]
+    ideal4 = 4 / (r4 * delay_ms / 1000)
+    bound4 = min(ideal4, g_rate)
+    row(name, f"{delay_ms:g} ms, C=4 (latency-bound case)", f"{g4['jobs_per_s']:.0f} jobs/s = "
+        f"{g4['jobs_per_s'] / bound4:.2f} × bound {bound4:.0f} (R={r4:.2f})", g4["jobs_per_s"] >= 0.9 * bound4)
+    ratio = g["rss_mib"] / gs["rss_mib"]
+    row(name, f"memory flat: peak RSS {jobs} jobs ≤ 1.3× {small_jobs} jobs",
+        f"{ratio:.2f}× ({g['rss_mib']:.0f} vs {gs['rss_mib']:.0f} MiB)", ratio <= 1.3)
+    if big:
+        print(f"-- getjobs 1 GiB in/out on {name}", flush=True)
+        b = bench_work.big_job(ep)
+        results[f"work-big-{name}"] = b
+        row(name, "getjobs 1 GiB input + output: peak RSS < 200 MiB", f"{b['rss_mib']:.0f} MiB "
+            f"({b['wall_s']:.0f} s, {b['ops']})", b["rss_mib"] < 200)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def versions() -> dict:
+    import boto3
+    import botocore
+    import moto
+
+    aws = common.aws_cli()
+    return {"python": platform.python_version(), "boto3": boto3.__version__, "botocore": botocore.__version__,
+            "moto": moto.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
+            "kernel": platform.release(),
+            "aws": subprocess.run([aws, "--version"], capture_output=True, text=True).stdout.strip() if aws else None}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes, no 100,000-file run")
+    p.add_argument("--endpoints", default="moto,fauxqs")
+    p.add_argument("--delay-ms", type=float, default=30)
+    p.add_argument("--rss-files", type=int, default=100_000)
+    a = p.parse_args()
+    if "fauxqs" in a.endpoints and common.fauxqs_available() and os.geteuid() == 0:
+        common.reexec_in_netns()
+    started = time.monotonic()
+    results = {"versions": versions(), "args": vars(a)}
+    print(json.dumps(results["versions"]), flush=True)
+    endpoints = a.endpoints.split(",")
+    if "moto" in endpoints:
+        # moto scans the whole queue on every SQS call, so backlogs stay at a few hundred here.
+        with common.moto_endpoint() as ep:
+            results["moto"] = ep.version
+            send_suite(ep, files=150 if a.quick else 300, lat_files=60 if a.quick else 100, concurrency=32,
+                       delay_ms=a.delay_ms, rss_counts=None, big=False, results=results)
+            work_suite(ep, jobs=150 if a.quick else 300, small_jobs=50, lat_jobs=30 if a.quick else 60,
+                       concurrency=16, delay_ms=a.delay_ms, big=False, results=results)
+    if "fauxqs" in endpoints:
+        if not common.in_netns():
+            print("fauxqs skipped: needs node, bench/.fauxqs and `unshare --net` (root)", flush=True)
+        else:
+            with common.fauxqs_endpoint() as ep:
+                results["fauxqs"] = ep.version
+                send_suite(ep, files=500 if a.quick else 2000, lat_files=100 if a.quick else 400, concurrency=32,
+                           delay_ms=a.delay_ms,
+                           rss_counts=(1_000, 10_000) if a.quick else (1_000, a.rss_files), big=True,
+                           results=results)
+                work_suite(ep, jobs=500 if a.quick else 2000, small_jobs=200, lat_jobs=50 if a.quick else 150,
+                           concurrency=16, delay_ms=a.delay_ms, big=True, results=results)
+    results["seconds"] = time.monotonic() - started
+    results["rows"] = ROWS
+    out_dir = os.path.join(common.HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, time.strftime("run-%Y%m%dT%H%M%S.json"))
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=1, default=str)
+    print(f"\n{'endpoint':8} | {'target':70} | verdict | measured")
+    print("-" * 160)
+    for endpoint, target, measured, verdict, note in ROWS:
+        print(f"{endpoint:8} | {target:70} | {verdict:7} | {measured} {note}".rstrip())
+    print(f"\n{sum(r[3] == 'PASS' for r in ROWS)} PASS, {sum(r[3] == 'FAIL' for r in ROWS)} FAIL "
+          f"in {results['seconds'] / 60:.1f} min; {json.dumps(results['versions'])}; details: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
