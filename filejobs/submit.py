@@ -419,11 +419,15 @@ class Sender:
             journal.set_meta("open_batch", batch_id)
         self.summary.batch_id = batch_id
 
+        # One batcher groups uploaded files into batches of 10 (so only it ever holds a partial
+        # batch); `senders` threads send them, so SQS latency overlaps uploads.
         senders = max(1, min(8, c.concurrency // 8))
         jobs: queue_mod.Queue = queue_mod.Queue(maxsize=BATCH_ENTRIES * senders * 4)
+        batches: queue_mod.Queue = queue_mod.Queue(maxsize=senders * 2)
         slots = threading.BoundedSemaphore(c.concurrency * 2)
-        sender_threads = [threading.Thread(target=self._send_loop, args=(jobs, journal), daemon=True,
-                                           name=f"sender-{i}") for i in range(senders)]
+        batcher = threading.Thread(target=self._batch_loop, args=(jobs, batches, senders), daemon=True, name="batcher")
+        sender_threads = [batcher] + [threading.Thread(target=self._send_loop, args=(batches, journal), daemon=True,
+                                                       name=f"sender-{i}") for i in range(senders)]
         for t in sender_threads:
             t.start()
         pool = ThreadPoolExecutor(max_workers=c.concurrency, thread_name_prefix="upload")
@@ -435,8 +439,7 @@ class Sender:
             self._stop.set()
         finally:
             pool.shutdown(wait=True, cancel_futures=self._stop.is_set() or self._fatal is not None)
-            for _ in sender_threads:
-                jobs.put(None)
+            jobs.put(None)  # the batcher flushes, then stops the senders
             for t in sender_threads:
                 t.join()
         if self._fatal:
@@ -524,7 +527,9 @@ class Sender:
 
     # -- enqueue --------------------------------------------------------------------------------
 
-    def _send_loop(self, jobs, journal: Journal) -> None:
+    def _batch_loop(self, jobs, batches, senders: int) -> None:
+        """Group uploaded files into batches: send one when it is full, when no upload is running
+        that could fill it, or after ``batch_max_linger_s`` (keeps ≈1.1 requests per file)."""
         pending: list = []
         first_at = 0.0
         done = False
@@ -544,18 +549,24 @@ class Sender:
             full = len(pending) >= BATCH_ENTRIES or self._batch_bytes(pending) > self.max_message_bytes
             with self._lock:
                 idle = self._uploading == 0 and jobs.empty()
-            if full or done or (item is False and (idle or time.monotonic() - first_at >= self.config.batch_max_linger_s)):
-                self._flush(pending, journal)
+            if full or (item is False and (idle or time.monotonic() - first_at >= self.config.batch_max_linger_s)):
+                batches.put(self._take_batch(pending))
                 first_at = time.monotonic()
         while pending:
-            self._flush(pending, journal)
+            batches.put(self._take_batch(pending))
+        for _ in range(senders):
+            batches.put(None)
+
+    def _send_loop(self, batches, journal: Journal) -> None:
+        while (batch := batches.get()) is not None:
+            self._send_batch(batch, journal)
 
     @staticmethod
     def _batch_bytes(pending) -> int:
         return sum(len(body) for _, _, body in pending)
 
-    def _flush(self, pending: list, journal: Journal) -> None:
-        # Take the largest prefix of `pending` that fits one request; the rest waits its turn.
+    def _take_batch(self, pending: list) -> list:
+        """The largest prefix of ``pending`` that fits one request; the rest waits its turn."""
         batch, size = [], 0
         for item in pending[:BATCH_ENTRIES]:
             if batch and size + len(item[2]) > self.max_message_bytes:
@@ -563,6 +574,9 @@ class Sender:
             batch.append(item)
             size += len(item[2])
         del pending[:len(batch)]
+        return batch
+
+    def _send_batch(self, batch: list, journal: Journal) -> None:
         if self._fatal:
             return
         entries = {str(i): (f, job, body) for i, (f, job, body) in enumerate(batch)}
