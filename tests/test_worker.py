@@ -367,3 +367,25 @@ def test_folders_left_by_a_killed_worker_are_removed_at_start_but_not_a_live_one
     (work / "notes.txt").write_text("not ours")
     worker(tmp_path, mocked, res, Recording())[0].run()
     assert sorted(os.listdir(work)) == [live.name, "notes.txt"]
+
+
+def test_metrics_are_embedded_metric_format_lines_when_asked_for(tmp_path, mocked, make_resources):
+    res = make_resources(mocked, max_receive_count=1)
+    send(mocked, res, "input/ok.txt")
+    lines = []
+
+    class Log:
+        def __call__(self, event, **fields):
+            pass
+
+        def raw(self, line):
+            lines.append(json.loads(line))
+
+    cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.5,
+                       wait_time_s=0, metrics=True)
+    Worker(cfg, mocked, Recording(), log=Log()).run()
+    (record,) = lines
+    directive = record["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "filejobs" and directive["Dimensions"] == [["Queue"]]
+    assert {m["Name"] for m in directive["Metrics"]} == {"JobsDone", "JobDuration"}
+    assert record["JobsDone"] == 1 and record["Queue"] == res.queue_url.rsplit("/", 1)[1]
