@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install dev bench chaos artifact lint clean
+.PHONY: demo test install dev bench chaos artifact clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ bench/.fauxqs/node_modules/fauxqs:
 
 bench: $(VENV)/.dev-installed bench/.fauxqs/node_modules/fauxqs
 	$(PY) bench/run_all.py
+
+# Build the wheel and upload it where the workers' user data fetches it (s3://BUCKET/code/).
+artifact: $(VENV)/bin/python
+	@test -n "$(BUCKET)" || { echo "usage: make artifact BUCKET=<bucket>" >&2; exit 2; }
+	rm -rf dist
+	$(PY) -m pip wheel --no-deps -w dist .
+	aws s3 cp dist/filejobs-*.whl s3://$(BUCKET)/code/
 
 # Long chaos / fault-injection / SIGTERM-drain runs on a local endpoint (~6 min); prints one table.
 chaos: $(VENV)/.dev-installed

@@ -290,7 +290,12 @@ def redrive(clients, *, queue: str, dry_run: bool = False, max_messages: int | N
         result.method, result.moved = "StartMessageMoveTask", result.available
     else:
         result.method = "receive/send/delete"
-        result.moved = _move_by_hand(sqs, dlq_url, queue_url, max_messages)
+        bodies = _move_by_hand(sqs, dlq_url, queue_url, max_messages)
+        result.moved = len(bodies)
+        if max_messages is not None:
+            # Only some were moved: clear only their records; the rest stay failed.
+            moved_keys = {_error_key_of(b, errors_prefix) for b in bodies}
+            error_keys = [k for k in error_keys if k in moved_keys]
     if error_keys and result.moved:
         for i in range(0, len(error_keys), 1000):
             clients.s3.delete_objects(Bucket=errors_bucket, Delete={
@@ -312,11 +317,20 @@ def _start_move_task(clients, source_arn: str, destination_arn: str) -> bool:
         return False
 
 
-def _move_by_hand(sqs, dlq_url: str, queue_url: str, max_messages: int | None) -> int:
-    moved = 0
+def _error_key_of(body: str, errors_prefix: str) -> str | None:
+    try:
+        job = message.decode(body)
+    except message.MessageError:
+        return None
+    return message.error_key(errors_prefix, job.batch_id, job.relative_name)
+
+
+def _move_by_hand(sqs, dlq_url: str, queue_url: str, max_messages: int | None) -> list[str]:
+    """Receive → send → delete in batches of 10; returns the bodies moved."""
+    moved: list[str] = []
     empty_rounds = 0
-    while (max_messages is None or moved < max_messages) and empty_rounds < 2:
-        want = 10 if max_messages is None else min(10, max_messages - moved)
+    while (max_messages is None or len(moved) < max_messages) and empty_rounds < 2:
+        want = 10 if max_messages is None else min(10, max_messages - len(moved))
         batch = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=want, WaitTimeSeconds=1,
                                     VisibilityTimeout=60, MessageAttributeNames=["All"]).get("Messages", [])
         if not batch:
@@ -336,7 +350,7 @@ def _move_by_hand(sqs, dlq_url: str, queue_url: str, max_messages: int | None) -
         if ok:
             sqs.delete_message_batch(QueueUrl=dlq_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
-        moved += len(ok)
+        moved += [m["Body"] for m in ok]
     return moved
 
 

@@ -226,6 +226,11 @@ class Journal:
     ``files`` rows are written after the fact: ``uploaded`` once S3 answered the PUT, ``sent``
     once SQS accepted the message. A crash can therefore lose at most the rows of requests in
     flight, which the rerun redoes (an upload) or duplicates (one batch per sender thread).
+
+    One writer thread commits whatever rows are waiting in a single transaction (group commit),
+    so thousands of uploads a second do not queue behind one commit each; ``record(wait=True)``
+    returns once its rows are durable. Lookups use their own connection (SQLite's WAL lets a
+    reader run beside the writer), so the directory walk never waits for a commit.
     """
 
     def __init__(self, path: str | None):
@@ -240,20 +245,54 @@ class Journal:
             self._db.execute("CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
                              " etag TEXT, state TEXT, batch_id TEXT)")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+            #: An empty journal (a first run) needs no lookups at all.
+            self.empty = self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
+        self._reader = (sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                        if path else self._db)
+        self._pending: queue_mod.Queue = queue_mod.Queue()
+        self._writer = threading.Thread(target=self._write_loop, daemon=True, name="journal")
+        self._writer.start()
 
     def lookup(self, rel: str):
-        with self._lock:
-            return self._db.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
+        if self.empty:
+            return None
+        if self._reader is self._db:
+            with self._lock:
+                return self._db.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
+                                        (rel,)).fetchone()
+        return self._reader.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
                                     (rel,)).fetchone()
 
-    def record(self, rows: list[tuple], state: str) -> None:
+    def record(self, rows: list[tuple], state: str, *, wait: bool = True) -> None:
         """rows: (rel, size, mtime_ns, etag, batch_id)."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO files (rel, size, mtime_ns, etag, state, batch_id)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)",
-                                 [(r[0], r[1], r[2], r[3], state, r[4]) for r in rows])
-            self._db.execute("COMMIT")
+        done = threading.Event() if wait else None
+        self._pending.put((rows, state, done))
+        if done:
+            done.wait()
+
+    def _write_loop(self) -> None:
+        while True:
+            items = [self._pending.get()]
+            while True:
+                try:
+                    items.append(self._pending.get_nowait())
+                except queue_mod.Empty:
+                    break
+            stop = any(item is None for item in items)
+            work = [item for item in items if item is not None]
+            if work:
+                with self._lock:
+                    self._db.execute("BEGIN")
+                    for rows, state, _ in work:
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO files (rel, size, mtime_ns, etag, state, batch_id)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", [(r[0], r[1], r[2], r[3], state, r[4]) for r in rows])
+                    self._db.execute("COMMIT")
+                for _, _, done in work:
+                    if done:
+                        done.set()
+            if stop:
+                return
 
     def get_meta(self, k: str) -> str | None:
         with self._lock:
@@ -268,6 +307,7 @@ class Journal:
                 self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
 
     def batch_rows(self, batch_id: str) -> Iterator[tuple]:
+        self.record([], "sent")  # everything recorded so far is committed
         with self._lock:
             rows = self._db.execute("SELECT rel, size, etag FROM files WHERE batch_id=? AND state='sent' ORDER BY rel",
                                     (batch_id,))
@@ -278,7 +318,11 @@ class Journal:
                 yield from chunk
 
     def close(self):
+        self._pending.put(None)
+        self._writer.join()
         with self._lock:
+            if self._reader is not self._db:
+                self._reader.close()
             self._db.close()
 
 
@@ -501,7 +545,7 @@ class Sender:
                     self._fail(f.rel, "changed while it was uploaded; rerun to send the new version")
                     return
                 etag = result.etag
-                journal.record([(f.rel, f.size, f.mtime_ns, etag, batch_id)], "uploaded")
+                journal.record([(f.rel, f.size, f.mtime_ns, etag, batch_id)], "uploaded", wait=False)
                 with self._lock:
                     self.summary.files_uploaded += 1
                     self.summary.bytes_uploaded += f.size

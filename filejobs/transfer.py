@@ -117,14 +117,12 @@ def _put_multipart(s3, path, bucket, key, *, size, config, extra) -> PutResult:
 
 
 def get_to_file(s3, bucket: str, key: str, path: str, *, if_match: str | None = None,
-                chunk: int = MiB, version_id: str | None = None) -> dict:
+                chunk: int = MiB) -> dict:
     """Stream an object to ``path`` with one GetObject; return the response headers
     (ETag, ContentLength, Metadata). Partial files are removed on failure."""
     args = {"Bucket": bucket, "Key": key}
     if if_match:
         args["IfMatch"] = if_match
-    if version_id:
-        args["VersionId"] = version_id
     response = s3.get_object(**args)
     body = response["Body"]
     written = 0

@@ -311,6 +311,8 @@ class Worker:
                 self.log("error", during="receive", error=aws.describe(exc), retry_in_s=round(backoff, 1))
                 self.draining.wait(backoff)
                 backoff = min(30.0, backoff * 2)
+                if self._idle_long_enough():
+                    return
                 continue
             messages = response.get("Messages", [])
             if self.draining.is_set():
@@ -319,12 +321,7 @@ class Worker:
                     self.stats.released += 1
                 return
             if not messages:
-                with self._lock:
-                    idle = self._busy == 0
-                if (idle and self.c.exit_when_idle_s is not None
-                        and self.clock() - self._last_activity >= self.c.exit_when_idle_s):
-                    self.log("idle", seconds=self.c.exit_when_idle_s)
-                    self.finished.set()
+                if self._idle_long_enough():
                     return
                 if wait_s == 0:
                     # Short polling answers at once; don't turn an empty queue into a request storm.
@@ -340,6 +337,16 @@ class Worker:
             for m in messages:
                 self.stats.received += 1
                 self._work.put(m)
+
+    def _idle_long_enough(self) -> bool:
+        """--exit-when-idle: no job running and no message for that long (errors count as none)."""
+        with self._lock:
+            idle = self._busy == 0
+        if idle and self.c.exit_when_idle_s is not None and self.clock() - self._last_activity >= self.c.exit_when_idle_s:
+            self.log("idle", seconds=self.c.exit_when_idle_s)
+            self.finished.set()
+            return True
+        return False
 
     # ------------------------------------------------------------------ one job
 
@@ -408,16 +415,25 @@ class Worker:
         input_path = os.path.join(in_dir, message.safe_local_name(job.relative_name))
         output_path = os.path.join(out_dir, message.safe_local_name(job.relative_name, self.c.extension))
         try:
-            head = get_to_file(self.s3, job.bucket, job.input_key, input_path, if_match=job.etag,
-                               version_id=job.version_id)
+            head = get_to_file(self.s3, job.bucket, job.input_key, input_path, if_match=job.etag)
         except Exception as exc:  # noqa: BLE001
             code = aws.error_code(exc)
             if code in ("PreconditionFailed", "412"):
                 # The object was replaced after this job was sent; the newer upload has a job of its own.
                 self._finish(r, "skipped", reason="input changed since the job was sent", started=started)
                 return
-            reason = "input object is missing" if code in ("NoSuchKey", "404") else f"download failed: {aws.describe(exc)}"
+            if code in ("NoSuchKey", "404"):
+                reason = "input object is missing"
+            elif code in ("AccessDenied", "403"):
+                # Without s3:ListBucket on the input prefix, S3 answers 403 for a missing key too.
+                reason = "input object is missing or not readable (403)"
+            else:
+                reason = f"download failed: {aws.describe(exc)}"
             self._fail(job, r, RunResult(False, reason=reason), started)
+            return
+        if job.version_id and head.get("VersionId") and head["VersionId"] != job.version_id:
+            # A versioned bucket: the current version is not the one this job was sent for.
+            self._finish(r, "skipped", reason="input changed since the job was sent", started=started)
             return
         input_etag = (job.etag or head.get("ETag") or "").strip('"')
         self.log("started", key=job.input_key, attempt=r.attempt)
@@ -492,7 +508,9 @@ class Worker:
             try:
                 head = self.s3.head_object(Bucket=job.bucket, Key=output_key)
             except Exception as exc:  # noqa: BLE001
-                if aws.error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                # 403 too: the worker may not list the whole bucket, and S3 then hides a missing key
+                # behind AccessDenied (HEAD has no s3:prefix). The listing below is allowed.
+                if aws.error_code(exc) not in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
                     raise
                 listing = self.s3.list_objects_v2(Bucket=job.bucket, Prefix=output_key + "/", MaxKeys=1)
                 if not listing.get("Contents"):

@@ -148,3 +148,12 @@ def test_a_status_of_1000_jobs_costs_a_handful_of_requests(tmp_path, mocked, mak
     s3_sqs = recorder.total_calls()
     assert s3_sqs <= 7, recorder.by_operation  # GET manifest, 1 LIST outputs, 1 LIST errors, 2 queue attributes
     assert s.requests <= 8  # + CloudWatch for the oldest message's age
+
+
+def test_a_partial_redrive_clears_only_the_failure_records_of_what_it_moved(tmp_path, mocked, make_resources):
+    res = make_resources(mocked, max_receive_count=1)
+    submit(tmp_path, mocked, res, ["x.txt", "y.txt", "z.txt"])
+    work(tmp_path, mocked, res, ["false"])
+    moved = status.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket, max_messages=1)
+    assert (moved.moved, moved.errors_cleared) == (1, 1)
+    assert status.batch_status(mocked, bucket=res.bucket).failed == 2
