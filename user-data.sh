@@ -89,7 +89,10 @@ create_user() {
 # write_env_file PATH: the worker's settings. getjobs reads every option from GETJOBS_<OPTION>;
 # the positional arguments come from FILEJOBS_* through the unit's ExecStart line.
 write_env_file() {
-    local path="$1"
+    local path="$1" concurrency="$CONCURRENCY"
+    if [ "$concurrency" = "0" ]; then
+        concurrency="$(nproc)"
+    fi
     mkdir -p "$(dirname "$path")"
     {
         echo "# filejobs worker settings, written by user data. Options: getjobs --help ('env var:')."
@@ -100,7 +103,7 @@ write_env_file() {
         echo "FILEJOBS_OUTPUT_EXTENSION=\"$OUTPUT_EXTENSION\""
         echo "FILEJOBS_QUEUE=\"$QUEUE\""
         echo "FILEJOBS_COMMAND=\"$COMMAND\""
-        echo "GETJOBS_CONCURRENCY=\"$CONCURRENCY\""
+        echo "GETJOBS_CONCURRENCY=\"$concurrency\""
         echo "GETJOBS_BUCKET=\"$BUCKET\""
         echo "GETJOBS_INPUT_PREFIX=\"$INPUT_PREFIX\""
         echo "GETJOBS_OUTPUT_PREFIX=\"$OUTPUT_PREFIX\""
@@ -168,15 +171,12 @@ install_unit() {
 }
 
 main() {
-    if [ "$CONCURRENCY" = "0" ]; then
-        CONCURRENCY="$(nproc)"
-    fi
     install_packages
     install_app
     create_user
     write_env_file "$ENV_FILE"
     install_unit
-    log "filejobs-worker started (concurrency $CONCURRENCY, queue $QUEUE)"
+    log "filejobs-worker started for $QUEUE"
 }
 
 # Sourcing the file (tests) defines the functions without running anything.

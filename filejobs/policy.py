@@ -364,15 +364,21 @@ _AUTOSCALING_STAR = {
     "DescribeScalingActivities": "autoscaling:DescribeScalingActivities",
 }
 
+#: Reading metrics has no resource-level permissions either.
+_CLOUDWATCH_STAR = ("GetMetricStatistics", "GetMetricData", "ListMetrics", "DescribeAlarms")
+
 
 def required(service: str, operation: str, params: Mapping, *, region: str, account: str,
              partition: str = "aws") -> list[Need]:
     """The permissions one API call needs, from its service, operation name and parameters
-    (``Bucket``, ``Key``, ``Prefix``, ``QueueUrl``, ``QueueName``, ``AutoScalingGroupName``,
-    ``SourceArn``/``DestinationArn``). Raises ``UnknownOperation`` for a call it has no rule for
-    and ``KeyError`` when a parameter it needs is missing."""
+    (``Bucket``, ``Key``, ``Prefix``, ``Delete``, ``QueueUrl``, ``QueueName``, ``AutoScalingGroupName``,
+    ``SourceArn``/``DestinationArn``). Raises ``UnknownOperation`` for a call it has no rule for and
+    ``KeyError`` when a parameter it needs is missing."""
     if service == "s3":
         bucket_arn = f"arn:{partition}:s3:::{params['Bucket']}"
+        if operation == "DeleteObjects":
+            # One request, but IAM checks s3:DeleteObject for every key in it.
+            return [Need("s3:DeleteObject", f"{bucket_arn}/{o['Key']}") for o in params["Delete"]["Objects"]]
         if operation in _S3_OBJECT:
             return [Need(_S3_OBJECT[operation], f"{bucket_arn}/{params['Key']}")]
         if operation in _S3_BUCKET:
@@ -410,4 +416,7 @@ def required(service: str, operation: str, params: Mapping, *, region: str, acco
         if operation in _AUTOSCALING_GROUP:
             arn = group_arn(params["AutoScalingGroupName"], region=region, account=account, partition=partition)
             return [Need(_AUTOSCALING_GROUP[operation], arn)]
+    elif service in ("cloudwatch", "monitoring"):
+        if operation in _CLOUDWATCH_STAR:
+            return [Need(f"cloudwatch:{operation}", "*")]
     raise UnknownOperation(f"no IAM mapping for {service}:{operation}")

@@ -467,7 +467,6 @@ def load_model(template: dict | str, parameters: Mapping | None = None) -> Model
     if not isinstance(template, dict):
         template = load_template(template)
     r = Resolver(template, dict(parameters or {}))
-    resources = template["Resources"]
     groups = resources_of_type(template, "AWS::AutoScaling::AutoScalingGroup")
     if len(groups) != 1:
         raise ValueError("expected exactly one Auto Scaling group")

@@ -12,7 +12,8 @@ delivery whose multipart output is refused by If-None-Match (so it aborts the up
 output, a heartbeat, a failing command (``false``) retried until the error record and the
 dead-letter queue, a malformed and a forged message (moved to the DLQ at once), a redelivery
 (receive count 2) answered by the directory-output duplicate check, scale-in protection and the
-boot-time download of the code artifact.
+boot-time download of the code artifact. The sender's identity also runs what ``jobctl status``
+and ``jobctl redrive`` do (``filejobs.status``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import boto3
 import pytest
 
-from filejobs import aws, message, policy, resources
+from filejobs import aws, message, policy, resources, status
 from filejobs.ec2 import InstanceProtector
 from filejobs.message import Allowed, Job
 from filejobs.runner import CommandRunner
@@ -48,17 +49,10 @@ SENDER_NOT_EXERCISED = {
     # An upload is aborted only when a multipart upload fails half-way (network, throttling).
     ("UploadInputsAndBatchManifests", "s3:AbortMultipartUpload", "arn:aws:s3:::<BUCKET>/<INPUT_PREFIX>*"),
     ("UploadInputsAndBatchManifests", "s3:AbortMultipartUpload", "arn:aws:s3:::<BUCKET>/<BATCHES_PREFIX>*"),
-    # Status and dead-letter redrive belong to `jobctl status` / `jobctl redrive`, which are not in
-    # the repository yet; exercise them here when they land. StartMessageMoveTask and
-    # ListMessageMoveTasks are not implemented by moto at all.
-    ("ReadBatchStatus", "s3:GetObject", "arn:aws:s3:::<BUCKET>/<BATCHES_PREFIX>*"),
-    ("ReadBatchStatus", "s3:GetObject", "arn:aws:s3:::<BUCKET>/<ERRORS_PREFIX>*"),
-    ("ReadBatchStatus", "s3:GetObject", "arn:aws:s3:::<BUCKET>/<OUTPUT_PREFIX>*"),
-    ("ListBatchStatus", "s3:ListBucket", "arn:aws:s3:::<BUCKET>"),
-    ("InspectAndRedriveDeadLetterQueue", "sqs:GetQueueAttributes", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
-    ("InspectAndRedriveDeadLetterQueue", "sqs:ReceiveMessage", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
-    ("InspectAndRedriveDeadLetterQueue", "sqs:DeleteMessage", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
-    ("InspectAndRedriveDeadLetterQueue", "sqs:StartMessageMoveTask", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
+    # For the person who sent the batch to fetch the results (`aws s3 sync`, setup.md); the tools
+    # themselves only list outputs.
+    ("DownloadResults", "s3:GetObject", "arn:aws:s3:::<BUCKET>/<OUTPUT_PREFIX>*"),
+    # For `aws sqs list-message-move-tasks` (setup.md) after a redrive; the tools never call it.
     ("InspectAndRedriveDeadLetterQueue", "sqs:ListMessageMoveTasks", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
 }
 
@@ -75,7 +69,7 @@ def placeholder_values(account: str) -> dict:
 
 
 #: The API parameters ``policy.required`` reads.
-PARAMS = ("Bucket", "Key", "Prefix", "QueueUrl", "QueueName", "AutoScalingGroupName", "SourceArn",
+PARAMS = ("Bucket", "Key", "Prefix", "Delete", "QueueUrl", "QueueName", "AutoScalingGroupName", "SourceArn",
           "DestinationArn", "VersionId")
 
 
@@ -112,6 +106,18 @@ class Recorded:
         return list(self._calls)
 
 
+class RecordingSession:
+    """The part of a boto3 session ``Clients.client()`` uses, with every client it makes recorded
+    (status reads CloudWatch, redrive tries StartMessageMoveTask through such clients)."""
+
+    def __init__(self, session, recorded: Recorded):
+        self.session, self.recorded = session, recorded
+        self.region_name = session.region_name
+
+    def client(self, service, **kwargs):
+        return self.recorded.attach(self.session.client(service, **kwargs))
+
+
 def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fh:
@@ -119,7 +125,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _run_worker(clients, runner, *, protector=None, **overrides) -> Worker:
-    settings = dict(concurrency=4, wait_time_s=1, exit_when_idle_s=1.0, retry_base_s=0, grace_s=5, transfer=TRANSFER)
+    settings = dict(concurrency=4, wait_time_s=0, exit_when_idle_s=0.6, retry_base_s=0, grace_s=5, transfer=TRANSFER)
     settings.update(overrides)
     config = WorkerConfig(extension=".out", queue=QUEUE,
                           allowed=Allowed(bucket=BUCKET, input_prefix="input/", output_prefix="output/"), **settings)
@@ -172,7 +178,8 @@ def _scenario(tmp) -> dict:
     # ------------------------------------------------------------------ sendjobs (recorded)
     sender_rec = Recorded()
     sender_clients = aws.Clients(s3=sender_rec.attach(session.client("s3")),
-                                 sqs=sender_rec.attach(session.client("sqs")))
+                                 sqs=sender_rec.attach(session.client("sqs")),
+                                 session=RecordingSession(session, sender_rec), target=aws.Target(region=REGION))
     plain = tmp / "plain"
     _write(str(plain / "a.txt"), b"alpha\n")
     _write(str(plain / "sub" / "b.txt"), b"beta\n")
@@ -183,16 +190,6 @@ def _scenario(tmp) -> dict:
     sender = Sender(config, sender_clients)
     first = sender.run()
     assert first.ok and first.files_sent == 3, first.as_dict()
-    # An interrupted run: big.bin uploaded but its message not recorded as sent. The rerun checks
-    # the object (HeadObject) and sends a second job for it, which the worker sees as a duplicate.
-    journal = Journal(journal_path(state, config, sender.queue_url))
-    big = os.stat(plain / "big.bin")
-    head = setup.s3.head_object(Bucket=BUCKET, Key="input/big.bin")
-    journal.record([("big.bin", big.st_size, big.st_mtime_ns, head["ETag"], first.batch_id)], "uploaded")
-    journal.set_meta("open_batch", first.batch_id)
-    journal.close()
-    resumed = Sender(config, sender_clients).run()
-    assert resumed.ok and resumed.files_sent == 1 and resumed.files_uploaded == 0, resumed.as_dict()
     for name in ("dirjobs", "failing"):
         os.makedirs(tmp / name)
     _write(str(tmp / "dirjobs" / "dir.txt"), b"directory output\n")
@@ -209,17 +206,30 @@ def _scenario(tmp) -> dict:
     # Phase 1: `cp` on plain files, with scale-in protection.
     protector = InstanceProtector(worker_rec.attach(session.client("autoscaling")), instance_id,
                                   idle_grace_s=0.1)
-    # One job at a time, so the duplicate big.bin job runs after the first one finished: its
-    # create-only multipart upload is refused (412) and aborted. (Run concurrently, moto's
-    # If-None-Match check on CompleteMultipartUpload is not atomic and both could succeed.)
     w1 = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
                      concurrency=1)
-    assert (w1.stats.done, w1.stats.skipped, w1.stats.failed) == (3, 1, 0), w1.stats
+    assert (w1.stats.done, w1.stats.skipped, w1.stats.failed) == (3, 0, 0), w1.stats
+    # An interrupted run: big.bin uploaded but its message not recorded as sent. The rerun checks
+    # the object (HeadObject) and sends a second job for it, which the worker sees as a duplicate.
+    journal = Journal(journal_path(state, config, sender.queue_url))
+    big = os.stat(plain / "big.bin")
+    head = setup.s3.head_object(Bucket=BUCKET, Key="input/big.bin")
+    journal.record([("big.bin", big.st_size, big.st_mtime_ns, head["ETag"], first.batch_id)], "uploaded")
+    journal.set_meta("open_batch", first.batch_id)
+    journal.close()
+    resumed = Sender(config, sender_clients).run()
+    assert resumed.ok and resumed.files_sent == 1 and resumed.files_uploaded == 0, resumed.as_dict()
+    # The duplicate big.bin job runs after the first one finished: its create-only multipart
+    # upload is refused (412) and aborted. (Run concurrently, moto's If-None-Match check on
+    # CompleteMultipartUpload is not atomic and both could succeed; real S3's is.)
+    w1b = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
+                      concurrency=1)
+    assert (w1b.stats.done, w1b.stats.skipped, w1b.stats.failed) == (0, 1, 0), w1b.stats
 
     # Phase 2: a command that takes a while and writes a directory (heartbeat, directory output).
     Sender(SendConfig(directory=str(tmp / "dirjobs"), bucket=BUCKET, input_prefix="input/", output_prefix="output/",
                       queue=QUEUE, state_dir=state, transfer=TRANSFER), sender_clients).run()
-    slow_dir = CommandRunner(["sh", "-c", 'sleep 1 && mkdir "$2" && cp "$1" "$2/part-0" && cp "$1" "$2/part-1"',
+    slow_dir = CommandRunner(["sh", "-c", 'sleep 0.7 && mkdir "$2" && cp "$1" "$2/part-0" && cp "$1" "$2/part-1"',
                               "dirjob"])
     w2 = _run_worker(worker_clients, slow_dir, work_dir=str(tmp / "w2"), heartbeat_s=0.3)
     assert (w2.stats.done, w2.stats.failed) == (1, 0) and w2.stats.heartbeats >= 1, w2.stats
@@ -231,8 +241,9 @@ def _scenario(tmp) -> dict:
         bucket=BUCKET, input_key="input/dir.txt", input_prefix="input/", output_prefix="output/", etag=etag)))
     got = setup.sqs.receive_message(QueueUrl=created.queue_url, VisibilityTimeout=0, WaitTimeSeconds=0)
     assert len(got.get("Messages", [])) == 1
-    Sender(SendConfig(directory=str(tmp / "failing"), bucket=BUCKET, input_prefix="input/", output_prefix="output/",
-                      queue=QUEUE, state_dir=state, transfer=TRANSFER), sender_clients).run()
+    failing = Sender(SendConfig(directory=str(tmp / "failing"), bucket=BUCKET, input_prefix="input/",
+                                output_prefix="output/", queue=QUEUE, state_dir=state, transfer=TRANSFER),
+                     sender_clients).run()
     setup.sqs.send_message(QueueUrl=created.queue_url, MessageBody="this is not a job")
     setup.sqs.send_message(QueueUrl=created.queue_url, MessageBody=message.encode(Job(
         bucket="someone-elses-bucket", input_key="input/x.txt", input_prefix="input/", output_prefix="output/")))
@@ -241,8 +252,18 @@ def _scenario(tmp) -> dict:
 
     keys = sorted(o["Key"] for o in setup.s3.list_objects_v2(Bucket=BUCKET)["Contents"])
     dlq = setup.sqs.get_queue_attributes(QueueUrl=created.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+
+    # ------------------------------------------------------------------ jobctl status / redrive, as the sender
+    latest = status.latest_batch(sender_clients.s3, BUCKET, "batches/")
+    report = status.batch_status(sender_clients, bucket=BUCKET, batch_id=failing.batch_id, ext=".out")
+    assert (report.total, report.done, report.failed) == (1, 0, 1), report.as_dict()
+    assert report.failures and report.failures[0]["reason"] == "exit code 1"
+    # StartMessageMoveTask first (moto does not implement it), then receive/send/delete by hand.
+    moved = status.redrive(sender_clients, queue=QUEUE, errors_bucket=BUCKET)
+    assert (moved.moved, moved.method, moved.errors_cleared) == (3, "receive/send/delete", 1), moved
+
     return {"account": account, "sender": sender_rec.calls(), "worker": worker_rec.calls(), "keys": keys,
-            "dlq_messages": int(dlq["Attributes"]["ApproximateNumberOfMessages"]),
+            "dlq_messages": int(dlq["Attributes"]["ApproximateNumberOfMessages"]), "latest_batch": latest,
             "protected": autoscaling_setup.describe_auto_scaling_instances(InstanceIds=[instance_id])}
 
 
@@ -296,7 +317,8 @@ def test_the_scenario_reached_every_path(scenario):
                ("s3", "CompleteMultipartUpload")]:
         assert op in ops, f"the worker scenario never called {op}"
     sender_ops = {(s, o) for s, o, _ in scenario["sender"]}
-    assert {("s3", "HeadObject"), ("s3", "UploadPart"), ("sqs", "SendMessageBatch")} <= sender_ops
+    assert {("s3", "HeadObject"), ("s3", "UploadPart"), ("sqs", "SendMessageBatch"), ("s3", "DeleteObjects"),
+            ("sqs", "StartMessageMoveTask"), ("cloudwatch", "GetMetricStatistics")} <= sender_ops
     # The worker cleared its protection when it went idle.
     assert scenario["protected"]["AutoScalingInstances"][0]["ProtectedFromScaleIn"] is False
 
