@@ -22,11 +22,11 @@ sys.path.insert(0, ROOT)
 from filejobs import aws, resources  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _no_real_aws(monkeypatch, tmp_path):
-    """No test can reach a real account: fake keys, no profile, a private state folder."""
+def isolate_aws(monkeypatch, tmp_path) -> None:
+    """No test can reach a real account: fake keys, no profile, no user config, a private state
+    folder. Module-scoped fixtures call it with their own ``pytest.MonkeyPatch.context()``."""
     for var in list(os.environ):
-        if var.startswith("AWS_") or var.startswith("GETJOBS_"):
+        if var.startswith(("AWS_", "GETJOBS_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -35,6 +35,11 @@ def _no_real_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch, tmp_path):
+    isolate_aws(monkeypatch, tmp_path)
 
 
 def unique(prefix: str = "t") -> str:

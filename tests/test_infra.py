@@ -18,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from conftest import isolate_aws
 from filejobs import policy, scaling
 
 # moto's CloudFormation says which resource types it skips; the tests below cover those from the template.
@@ -382,15 +383,7 @@ def deployed(tmp_path_factory):
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as mp:
-        for var in list(os.environ):
-            if var.startswith(("AWS_", "GETJOBS_")):
-                mp.delenv(var)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        tmp = tmp_path_factory.mktemp("aws")
-        mp.setenv("AWS_CONFIG_FILE", str(tmp / "none"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "none"))
+        isolate_aws(mp, tmp_path_factory.mktemp("aws"))
         with mock_aws():
             session = boto3.Session(region_name=REGION)
             ec2 = session.client("ec2")

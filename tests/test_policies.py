@@ -25,6 +25,7 @@ import threading
 import boto3
 import pytest
 
+from conftest import isolate_aws
 from filejobs import aws, message, policy, resources, status
 from filejobs.ec2 import InstanceProtector
 from filejobs.message import Allowed, Job
@@ -141,15 +142,7 @@ def scenario(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("policies")
     with pytest.MonkeyPatch.context() as mp:
-        # The same isolation as conftest's autouse fixture (which is function-scoped).
-        for var in list(os.environ):
-            if var.startswith(("AWS_", "GETJOBS_")):
-                mp.delenv(var)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_CONFIG_FILE", str(tmp / "no-aws-config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
+        isolate_aws(mp, tmp)  # conftest's autouse isolation is function-scoped
         with mock_aws():
             yield _scenario(tmp)
 
