@@ -292,11 +292,11 @@ def test_the_worker_never_holds_more_messages_than_free_slots(tmp_path, mocked, 
     assert max(a for a, _ in held) <= 2 and max(b for _, b in held) <= 4
 
 
-def test_first_stop_drains_and_releases_what_does_not_finish_in_the_grace_period(tmp_path, mocked, make_resources):
-    res = make_resources(mocked)
-    send(mocked, res, "input/long.txt")
-    runner = Recording(sleep_s=30)
-    w, events = worker(tmp_path, mocked, res, runner, grace_s=1, exit_when_idle_s=None)
+def stop_mid_job(tmp_path, mocked, res, *, job_s, grace_s):
+    """Start a worker on one job, ask it to stop once the job runs; return (worker, stop seconds)."""
+    send(mocked, res, "input/job.txt")
+    runner = Recording(sleep_s=job_s)
+    w, _ = worker(tmp_path, mocked, res, runner, grace_s=grace_s, exit_when_idle_s=None)
     t = threading.Thread(target=w.run)
     t.start()
     while not runner.calls:
@@ -304,22 +304,21 @@ def test_first_stop_drains_and_releases_what_does_not_finish_in_the_grace_period
     started = time.monotonic()
     w.request_stop()
     t.join(20)
-    assert not t.is_alive() and time.monotonic() - started < 6
+    assert not t.is_alive()
+    return w, time.monotonic() - started
+
+
+def test_first_stop_drains_and_releases_what_does_not_finish_in_the_grace_period(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    w, seconds = stop_mid_job(tmp_path, mocked, res, job_s=30, grace_s=1)
+    assert seconds < 6
     assert w.stats.released == 1 and w.stats.done == 0
     assert queue_counts(mocked, res.queue_url) == (1, 0)  # visible again at once for another worker
 
 
 def test_first_stop_lets_a_short_job_finish(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
-    send(mocked, res, "input/a.txt")
-    runner = Recording(sleep_s=1)
-    w, _ = worker(tmp_path, mocked, res, runner, grace_s=10, exit_when_idle_s=None)
-    t = threading.Thread(target=w.run)
-    t.start()
-    while not runner.calls:
-        time.sleep(0.05)
-    w.request_stop()
-    t.join(20)
+    w, _ = stop_mid_job(tmp_path, mocked, res, job_s=1, grace_s=10)
     assert (w.stats.done, w.stats.released) == (1, 0)
     assert queue_counts(mocked, res.queue_url) == (0, 0)
 
