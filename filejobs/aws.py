@@ -143,10 +143,6 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
-def is_queue_missing(exc: BaseException) -> bool:
-    return error_code(exc) in _QUEUE_MISSING
-
-
 def is_fatal(exc: BaseException) -> bool:
     """Errors no retry can fix: the configuration is wrong (queue gone, access denied, bad keys)."""
     if isinstance(exc, (bexc.NoCredentialsError, bexc.NoRegionError, bexc.ProfileNotFound,

@@ -49,10 +49,6 @@ def file_md5(path: str, chunk: int = MiB) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def single_part_etag(md5_hex: str) -> str:
-    return f'"{md5_hex}"'
-
-
 def put_file(s3, path: str, bucket: str, key: str, *, config: TransferConfig = TransferConfig(),
              metadata: dict | None = None, if_none_match: bool = False, if_match: str | None = None,
              size: int | None = None, md5_hex: str | None = None) -> PutResult:
