@@ -23,7 +23,7 @@ install: $(VENV)/.local-installed
 dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.local-installed
-	$(PY) -m filejobs.cli demo
+	$(PY) examples/demo.py
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

@@ -119,7 +119,7 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
     worker = Worker(config, clients, runner, log=log, protector=protector)
     worker.install_signal_handlers()
     try:
-        stats = worker.run()
+        worker.run()
     except FatalWorkerError as exc:
         raise Fail(str(exc)) from None
     return 0

@@ -13,7 +13,7 @@ from filejobs import aws
 from filejobs.clitools import Command, Fail, aws_options, prefix
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
-from filejobs.submit import FatalSendError, Sender, SendConfig
+from filejobs.send import FatalSendError, Sender, SendConfig
 
 EXAMPLE = """\b
 Examples:
@@ -119,7 +119,7 @@ def _count_in_background(config, progress):
     """The progress total comes from a cheap second walk (names and stat only) running alongside."""
     import threading
 
-    from filejobs.submit import walk
+    from filejobs.send.walk import walk
 
     def count():
         progress.total = sum(1 for _ in walk(config.directory, recursive=config.recursive, include=config.include,

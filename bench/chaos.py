@@ -44,8 +44,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from filejobs import aws, resources  # noqa: E402
-from filejobs.faultproxy import (ENDPOINT_AFTER_DELETE, ENDPOINT_DELETE_REFUSED, ENDPOINT_IN_FLIGHT,  # noqa: E402
+from filejobs import aws  # noqa: E402
+from filejobs.ops import resources  # noqa: E402
+from testing.faultproxy import (ENDPOINT_AFTER_DELETE, ENDPOINT_DELETE_REFUSED, ENDPOINT_IN_FLIGHT,  # noqa: E402
                                  KINDS, TOOL, FaultProxy, classify_redeliveries)
 
 REGION = "us-east-1"

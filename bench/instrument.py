@@ -31,7 +31,7 @@ sys.path.append(ROOT)
 
 import botocore.session  # noqa: E402
 
-from filejobs.aws import CallRecorder  # noqa: E402
+from testing.recorder import CallRecorder  # noqa: E402
 from latency import add_delay  # noqa: E402
 
 _recorder = CallRecorder()

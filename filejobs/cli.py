@@ -1,4 +1,4 @@
-"""jobctl: the companion commands — local endpoint, quick-start resources, demo.
+"""jobctl: the companion commands — batch status and redrive, a local endpoint, quick-start resources.
 
 ``sendjobs`` and ``getjobs`` keep the original tutorial's invocations; everything that is neither
 submitting nor working lives here.
@@ -7,20 +7,20 @@ submitting nor working lives here.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 
 import click
 
-from . import aws, resources
+from . import aws
+from .ops import resources
 from .clitools import Fail, Group, aws_options
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli():
     """Companion commands for sendjobs/getjobs: batch status and redrive, a local AWS endpoint,
-    quick-start resources, the demo."""
+    quick-start resources."""
 
 
 @cli.command()
@@ -94,28 +94,6 @@ def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max
 
 
 @cli.command()
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Directory to process (default: examples/data).")
-@click.option("--output", "output_dir", type=click.Path(file_okay=False), default="demo-output", show_default=True,
-              help="Where the results are downloaded.")
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
-def demo(data_dir, output_dir, workers, concurrency):
-    """The whole pipeline on the embedded endpoint: submit examples/data, run workers, show results."""
-    from .demo import repo_root, run_demo
-    from .local import LocalEndpointUnavailable
-
-    data_dir = data_dir or os.path.join(repo_root(), "examples", "data")
-    if not os.path.isfile(os.path.join(repo_root(), "examples", "textstats.py")) or not os.path.isdir(data_dir):
-        raise Fail("the demo's examples/ ship with the source tree: run it from a clone (make demo)")
-    try:
-        return run_demo(data_dir=data_dir, output_dir=os.path.abspath(output_dir), workers=workers,
-                        concurrency=concurrency)
-    except LocalEndpointUnavailable as exc:
-        raise Fail(str(exc)) from None
-
-
-@cli.command()
 @click.argument("bucket")
 @click.argument("batch_id", required=False)
 @click.option("--region", default=None, help="Default: $AWS_REGION or the profile's.")
@@ -145,7 +123,7 @@ def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_pre
 def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/", errors_prefix="errors/",
                 wait=False, interval=5.0, timeout=None, as_json=False, quiet=False) -> int:
     """Shared by ``jobctl status`` and ``sendjobs --wait``: print, optionally wait, return the exit code."""
-    from .status import StatusError, batch_status, progress_line, report_lines, wait_for_batch
+    from .ops.status import StatusError, batch_status, progress_line, report_lines, wait_for_batch
 
     kwargs = dict(bucket=bucket, ext=extension, batch_prefix=batch_prefix, errors_prefix=errors_prefix)
     tty = sys.stderr.isatty()
@@ -161,7 +139,7 @@ def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/"
     try:
         if wait:
             if batch_id is None:
-                from .status import latest_batch
+                from .ops.status import latest_batch
                 batch_id = latest_batch(clients.s3, bucket, batch_prefix)
             result = wait_for_batch(clients, batch_id=batch_id, interval_s=interval, timeout_s=timeout,
                                     on_update=update, **kwargs)
@@ -203,8 +181,8 @@ def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket,
 
     Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10.
     """
-    from .status import StatusError
-    from .status import redrive as do_redrive
+    from .ops.status import StatusError
+    from .ops.redrive import redrive as do_redrive
 
     clients = aws.make_clients(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
     try:

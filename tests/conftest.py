@@ -10,40 +10,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import boto3
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REGION = "us-east-1"
-sys.path.insert(0, ROOT)
-
-from filejobs import aws, resources  # noqa: E402
-
-
-def isolate_aws(monkeypatch, tmp_path) -> None:
-    """No test can reach a real account: fake keys, no profile, no user config, a private state
-    folder. Module-scoped fixtures call it with their own ``pytest.MonkeyPatch.context()``."""
-    for var in list(os.environ):
-        if var.startswith(("AWS_", "GETJOBS_")):
-            monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+from filejobs import aws  # noqa: E402
+from filejobs.ops import resources  # noqa: E402
+from testing.helpers import REGION, ROOT, isolate_aws, unique  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch, tmp_path):
     isolate_aws(monkeypatch, tmp_path)
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # --------------------------------------------------------------------------- mock_aws (unit)
@@ -105,30 +83,3 @@ def server(endpoint, monkeypatch):
                    "AWS_SHARED_CREDENTIALS_FILE": os.environ["AWS_SHARED_CREDENTIALS_FILE"],
                    "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"], "PYTHONUNBUFFERED": "1"}
     return clients
-
-
-def run_tool(tool: str, *args, env: dict, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``./sendjobs.py``/``./getjobs.py`` (or ``jobctl``) as a user would, as a subprocess."""
-    argv = ([sys.executable, "-m", "filejobs.cli"] if tool == "jobctl" else [sys.executable, os.path.join(ROOT, f"{tool}.py")])
-    return subprocess.run(argv + [str(a) for a in args], env=env, cwd=kwargs.pop("cwd", ROOT), capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
-
-
-def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
-
-
-def drain_queue(sqs, url: str, *, max_rounds: int = 5) -> list[dict]:
-    """Receive (without deleting) what is visible in a queue."""
-    got = []
-    for _ in range(max_rounds):
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                                    MessageAttributeNames=["All"]).get("Messages", [])
-        if not batch:
-            break
-        got += batch
-    return got

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from filejobs import message
-from conftest import ROOT, drain_queue, list_keys, run_tool, unique
-from filejobs import resources
+from testing.helpers import ROOT, drain_queue, list_keys, run_tool, unique
+from filejobs.ops import resources
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +157,7 @@ def test_sigterm_mid_job_releases_it_and_another_worker_completes_it(server, tmp
 
 def test_make_demo_runs_the_whole_pipeline(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    result = subprocess.run([sys.executable, "-m", "filejobs.cli", "demo", "--output", str(tmp_path / "out")],
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo.py"), "--output", str(tmp_path / "out")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "32 jobs sent" in result.stderr and "31 done, 1 failed" in result.stderr

@@ -5,10 +5,11 @@ import json
 from click.testing import CliRunner
 
 from filejobs import cli as jobctl
-from filejobs import message, status
-from filejobs.aws import CallRecorder
+from filejobs import message
+from filejobs.ops import redrive, status
+from testing.recorder import CallRecorder
 from filejobs.runner import CommandRunner
-from filejobs.submit import SendConfig, Sender
+from filejobs.send import SendConfig, Sender
 from filejobs.worker import Worker, WorkerConfig
 
 
@@ -113,9 +114,9 @@ def test_redrive_moves_failed_jobs_back_and_they_succeed_after_the_fix(tmp_path,
     submit(tmp_path, mocked, res, ["x.txt", "y.txt"])
     work(tmp_path, mocked, res, ["false"])  # the broken command: both fail and reach the DLQ
     assert status.batch_status(mocked, bucket=res.bucket).failed == 2
-    dry = status.redrive(mocked, queue=res.queue_url, dry_run=True)
+    dry = redrive.redrive(mocked, queue=res.queue_url, dry_run=True)
     assert (dry.available, dry.moved) == (2, 0)
-    moved = status.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket)
+    moved = redrive.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket)
     assert (moved.moved, moved.errors_cleared) == (2, 2)
     work(tmp_path, mocked, res, ["cp"])  # the fixed command
     s = status.batch_status(mocked, bucket=res.bucket)
@@ -154,6 +155,6 @@ def test_a_partial_redrive_clears_only_the_failure_records_of_what_it_moved(tmp_
     res = make_resources(mocked, max_receive_count=1)
     submit(tmp_path, mocked, res, ["x.txt", "y.txt", "z.txt"])
     work(tmp_path, mocked, res, ["false"])
-    moved = status.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket, max_messages=1)
+    moved = redrive.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket, max_messages=1)
     assert (moved.moved, moved.errors_cleared) == (1, 1)
     assert status.batch_status(mocked, bucket=res.bucket).failed == 2

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from bench import chaos
-from conftest import REGION, ROOT, list_keys, unique
+from testing.helpers import REGION, ROOT, list_keys, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

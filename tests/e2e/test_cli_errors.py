@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import REGION, list_keys, run_tool, unique
+from testing.helpers import REGION, ROOT, list_keys, run_tool, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ CASES = [
 def real(endpoint):
     """One bucket and queue on the local endpoint for the cases that need them to exist."""
     import boto3
-    from filejobs import resources
+    from filejobs.ops import resources
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     s3 = session.client("s3", endpoint_url=endpoint)
     sqs = session.client("sqs", endpoint_url=endpoint)
@@ -180,9 +180,9 @@ def test_unreadable_file_is_named_once(base_env, layout, real):
     drop = "-dac_override,-dac_read_search"
     if os.geteuid() == 0:
         cmd = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable,
-               os.path.join(os.path.dirname(os.path.dirname(__file__)), "sendjobs.py")] + argv
+               os.path.join(ROOT, "sendjobs.py")] + argv
     else:
-        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(__file__)), "sendjobs.py")] + argv
+        cmd = [sys.executable, os.path.join(ROOT, "sendjobs.py")] + argv
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1, proc.stderr

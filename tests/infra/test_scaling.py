@@ -16,11 +16,11 @@ import time
 import boto3
 import pytest
 
-from filejobs import scaling
-from filejobs.scaling import Sample
+from filejobs.ops import scaling
+from testing.helpers import ROOT
+from filejobs.ops.scaling import Sample
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATE = os.path.join(ROOT, "infra", "stack.yaml")
+TEMPLATE = os.path.join(ROOT, "filejobs", "infra", "stack.yaml")
 REGION = "us-east-1"
 
 

@@ -30,8 +30,8 @@ import uuid
 
 import pytest
 
-from conftest import REGION, ROOT, list_keys
-from filejobs.faultproxy import FaultProxy
+from testing.helpers import REGION, ROOT, list_keys
+from testing.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
 

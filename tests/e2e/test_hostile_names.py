@@ -14,7 +14,7 @@ import unicodedata
 
 import pytest
 
-from conftest import REGION, list_keys, run_tool, unique
+from testing.helpers import REGION, list_keys, run_tool, unique
 
 pytestmark = pytest.mark.e2e
 

@@ -13,14 +13,11 @@ prefixes, queue) in the state folder; it is what makes a rerun resume (see READM
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import os
 import queue as queue_mod
 import secrets
 import sqlite3
-import stat
 import tempfile
 import threading
 import time
@@ -29,9 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from . import aws, message
-from .message import Job, printable
-from .transfer import TransferConfig, file_md5, put_file
+from .. import aws, message
+from ..message import Job, printable
+from ..transfer import TransferConfig, put_file
+from .journal import Journal, default_state_dir, journal_path
+from .plan import SEND_ONLY, SKIP, UPLOAD, plan
+from .walk import LocalFile, key_problem, walk
 
 #: SendMessageBatch takes at most 10 entries whose bodies add up to the queue's MaximumMessageSize.
 #: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html
@@ -59,14 +59,6 @@ class SendConfig:
     #: A partial batch is sent once no upload is running that could fill it, or after this long.
     #: Waiting keeps batches full (≈1.1 requests per file) even when uploads are slow.
     batch_max_linger_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    path: str
-    rel: str
-    size: int
-    mtime_ns: int
 
 
 @dataclass
@@ -111,235 +103,6 @@ class SendSummary:
 
 class FatalSendError(Exception):
     """Stops the whole run (bucket missing, access denied…): one line for the user."""
-
-
-# --------------------------------------------------------------------------- walk
-
-
-def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
-         follow_symlinks: bool = False, warn: Callable[[str], None] = lambda _: None,
-         fail: Callable[[str, str], None] = lambda rel, why: None,
-         skip_dirs: tuple[str, ...] = ()) -> Iterator[LocalFile]:
-    """Yield regular files below ``root`` lazily (one ``scandir`` at a time, no global list).
-
-    Symlinks are skipped with a warning unless ``follow_symlinks``; even then only links that
-    resolve inside ``root`` are followed (a link out of the directory is skipped with a warning),
-    and directory cycles are cut. Sockets, FIFOs and devices are skipped with a warning.
-    Directories in ``skip_dirs`` (the tool's own state folder, if it lies inside) are left out.
-    """
-    real_root = os.path.realpath(root)
-    seen_dirs = {_dir_id(real_root)}
-    pruned = {_dir_id(d) for d in skip_dirs if os.path.isdir(d)}
-    stack = [("", root)]
-    while stack:
-        rel_dir, path = stack.pop()
-        try:
-            it = os.scandir(path)
-        except OSError as exc:
-            fail(rel_dir or ".", f"cannot list directory: {exc.strerror}")
-            continue
-        with it:
-            for entry in it:
-                name = entry.name
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                try:
-                    is_link = entry.is_symlink()
-                    if is_link and not follow_symlinks:
-                        warn(f"skipped symlink {printable(rel)} (use --follow-symlinks to follow links inside the directory)")
-                        continue
-                    if is_link:
-                        target = os.path.realpath(entry.path)
-                        if not (target == real_root or target.startswith(real_root + os.sep)):
-                            warn(f"skipped symlink {printable(rel)}: it points outside the directory")
-                            continue
-                    st = os.stat(entry.path)  # follows a permitted link
-                except FileNotFoundError:
-                    warn(f"skipped {printable(rel)}: vanished or dangling link")
-                    continue
-                except OSError as exc:
-                    fail(rel, f"cannot stat: {exc.strerror}")
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    if not recursive or _excluded(rel + "/", name, exclude):
-                        continue
-                    ident = (st.st_dev, st.st_ino)
-                    if ident in pruned:
-                        continue
-                    if ident in seen_dirs:
-                        warn(f"skipped {printable(rel)}: directory already visited (link cycle)")
-                        continue
-                    seen_dirs.add(ident)
-                    stack.append((rel, entry.path))
-                elif stat.S_ISREG(st.st_mode):
-                    if include and not _matches(rel, name, include):
-                        continue
-                    if _excluded(rel, name, exclude):
-                        continue
-                    yield LocalFile(path=entry.path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
-                else:
-                    warn(f"skipped {printable(rel)}: not a regular file (socket, FIFO or device)")
-
-
-def _dir_id(path):
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino)
-
-
-def _matches(rel: str, name: str, patterns) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _excluded(rel: str, name: str, patterns) -> bool:
-    return bool(patterns) and (_matches(rel, name, patterns) or _matches(rel.rstrip("/"), name, patterns))
-
-
-def key_problem(input_prefix: str, rel: str) -> str | None:
-    """Why a file cannot become an S3 key, or None."""
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        return "name is not valid UTF-8 (S3 keys must be)"
-    try:
-        message.check_key(message.input_key(input_prefix, rel))
-    except message.MessageError as exc:
-        return str(exc)
-    return None
-
-
-# --------------------------------------------------------------------------- journal
-
-
-def default_state_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "filejobs")
-
-
-def journal_path(state_dir: str, config: SendConfig, queue_url: str) -> str:
-    ident = "\0".join([os.path.realpath(config.directory), config.bucket, config.input_prefix,
-                       config.output_prefix, queue_url])
-    return os.path.join(state_dir, hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:20] + ".sqlite")
-
-
-class Journal:
-    """What this directory → (bucket, queue) pairing has uploaded and sent, on disk (flat memory).
-
-    ``files`` rows are written after the fact: ``uploaded`` once S3 answered the PUT, ``sent``
-    once SQS accepted the message. A crash can therefore lose at most the rows of requests in
-    flight, which the rerun redoes (an upload) or duplicates (one batch per sender thread).
-
-    One writer thread commits whatever rows are waiting in a single transaction (group commit),
-    so thousands of uploads a second do not queue behind one commit each; ``record(wait=True)``
-    returns once its rows are durable. Lookups use their own connection (SQLite's WAL lets a
-    reader run beside the writer), so the directory walk never waits for a commit.
-    """
-
-    def __init__(self, path: str | None):
-        self.path = path or ":memory:"
-        if path:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-                             " etag TEXT, state TEXT, batch_id TEXT)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
-            #: An empty journal (a first run) needs no lookups at all.
-            self.empty = self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
-        self._reader = (sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                        if path else self._db)
-        self._pending: queue_mod.Queue = queue_mod.Queue()
-        self._writer = threading.Thread(target=self._write_loop, daemon=True, name="journal")
-        self._writer.start()
-
-    def lookup(self, rel: str):
-        if self.empty:
-            return None
-        if self._reader is self._db:
-            with self._lock:
-                return self._db.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
-                                        (rel,)).fetchone()
-        return self._reader.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
-                                    (rel,)).fetchone()
-
-    def record(self, rows: list[tuple], state: str, *, wait: bool = True) -> None:
-        """rows: (rel, size, mtime_ns, etag, batch_id)."""
-        done = threading.Event() if wait else None
-        self._pending.put((rows, state, done))
-        if done:
-            done.wait()
-
-    def _write_loop(self) -> None:
-        while True:
-            items = [self._pending.get()]
-            while True:
-                try:
-                    items.append(self._pending.get_nowait())
-                except queue_mod.Empty:
-                    break
-            stop = any(item is None for item in items)
-            work = [item for item in items if item is not None]
-            if work:
-                with self._lock:
-                    self._db.execute("BEGIN")
-                    for rows, state, _ in work:
-                        self._db.executemany(
-                            "INSERT OR REPLACE INTO files (rel, size, mtime_ns, etag, state, batch_id)"
-                            " VALUES (?, ?, ?, ?, ?, ?)", [(r[0], r[1], r[2], r[3], state, r[4]) for r in rows])
-                    self._db.execute("COMMIT")
-                for _, _, done in work:
-                    if done:
-                        done.set()
-            if stop:
-                return
-
-    def get_meta(self, k: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT v FROM meta WHERE k=?", (k,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, k: str, v: str | None) -> None:
-        with self._lock:
-            if v is None:
-                self._db.execute("DELETE FROM meta WHERE k=?", (k,))
-            else:
-                self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
-
-    def batch_rows(self, batch_id: str) -> Iterator[tuple]:
-        self.record([], "sent")  # everything recorded so far is committed
-        with self._lock:
-            rows = self._db.execute("SELECT rel, size, etag FROM files WHERE batch_id=? AND state='sent' ORDER BY rel",
-                                    (batch_id,))
-            while True:
-                chunk = rows.fetchmany(1000)
-                if not chunk:
-                    return
-                yield from chunk
-
-    def close(self):
-        self._pending.put(None)
-        self._writer.join()
-        with self._lock:
-            if self._reader is not self._db:
-                self._reader.close()
-            self._db.close()
-
-
-# --------------------------------------------------------------------------- plan
-
-
-SKIP, SEND_ONLY, UPLOAD = "skip", "send-only", "upload"
-
-
-def plan(file: LocalFile, previous, *, force: bool) -> str:
-    """What to do with ``file`` given its journal row ``(size, mtime_ns, etag, state, batch)``."""
-    if force or previous is None:
-        return UPLOAD
-    size, mtime_ns, _etag, state, _batch = previous
-    if size != file.size or mtime_ns != file.mtime_ns:
-        return UPLOAD
-    return SKIP if state == "sent" else SEND_ONLY
 
 
 # --------------------------------------------------------------------------- act

@@ -18,14 +18,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import isolate_aws
-from filejobs import policy, scaling
+from testing.helpers import ROOT, isolate_aws
+from filejobs.ops import scaling
+from testing import policy
 
 # moto's CloudFormation says which resource types it skips; the tests below cover those from the template.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATE = os.path.join(ROOT, "infra", "stack.yaml")
+TEMPLATE = os.path.join(ROOT, "filejobs", "infra", "stack.yaml")
 USER_DATA = os.path.join(ROOT, "user-data.sh")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from filejobs import message
-from filejobs.aws import CallRecorder
+from testing.recorder import CallRecorder
 from filejobs.message import Allowed, Job
 from filejobs.runner import CommandRunner, HandlerRunner, RunResult
 from filejobs.worker import FatalWorkerError, Worker, WorkerConfig, check_heartbeat
-from conftest import drain_queue, list_keys
+from testing.helpers import drain_queue, list_keys
 
 
 def send(clients, res, key, data=b"payload", *, etag=None, **kw):

@@ -1,4 +1,4 @@
-"""``make demo``: the whole pipeline on the embedded endpoint, with the real CLIs as subprocesses.
+"""``make demo`` (``python examples/demo.py``): the whole pipeline on the embedded endpoint, with the real CLIs as subprocesses.
 
 1. start moto's server on 127.0.0.1 (a free port, dummy credentials for it only);
 2. create the bucket, the queue and its dead-letter queue (``resources.create_all``);
@@ -21,8 +21,9 @@ import tempfile
 import threading
 import time
 
-from . import aws, resources
-from .local import local_endpoint
+from filejobs import aws
+from filejobs.ops import resources
+from filejobs.local import local_endpoint
 
 BUCKET = "filejobs-demo"
 QUEUE = "filejobs-demo"
@@ -129,3 +130,22 @@ def _errors(s3, batch_id: str) -> list[dict]:
         for obj in page.get("Contents", []):
             found.append(json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()))
     return found
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="demo.py", description="The whole pipeline on the embedded endpoint: "
+                                     "submit examples/data, run workers, show the results.")
+    parser.add_argument("--data", default=os.path.join(repo_root(), "examples", "data"),
+                        help="directory to process (default: examples/data)")
+    parser.add_argument("--output", default="demo-output", help="where the results are downloaded")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    return run_demo(data_dir=args.data, output_dir=os.path.abspath(args.output), workers=args.workers,
+                    concurrency=args.concurrency)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

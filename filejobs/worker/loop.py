@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import aws, message
-from .message import Allowed, Job, MessageError
-from .runner import RunResult
-from .transfer import TransferConfig, get_to_file, put_file
+from .. import aws, message
+from ..message import Allowed, Job, MessageError
+from ..runner import RunResult
+from ..transfer import TransferConfig, get_to_file, put_file
 
 #: SQS caps a message's total invisibility at 12 hours from its receipt.
 #: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html

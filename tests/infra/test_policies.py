@@ -25,16 +25,19 @@ import threading
 import boto3
 import pytest
 
-from conftest import isolate_aws
-from filejobs import aws, message, policy, resources, status
+from testing.helpers import ROOT, isolate_aws
+from filejobs import aws, message
+from filejobs.ops import redrive, resources, status
+from testing import policy
+from testing.recorder import CallRecorder
 from filejobs.ec2 import InstanceProtector
 from filejobs.message import Allowed, Job
 from filejobs.runner import CommandRunner
-from filejobs.submit import Journal, SendConfig, Sender, journal_path
+from filejobs.send import SendConfig, Sender
+from filejobs.send.journal import Journal, journal_path
 from filejobs.transfer import MiB, TransferConfig
 from filejobs.worker import Worker, WorkerConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
 BUCKET = "filejobs-policy-test"
 QUEUE = "filejobs-policy-jobs"
@@ -77,14 +80,14 @@ PARAMS = ("Bucket", "Key", "Prefix", "Delete", "QueueUrl", "QueueName", "AutoSca
 class Recorded:
     """Records every API call of the clients it is attached to as (service, operation, params).
 
-    ``aws.CallRecorder(keep_params=True)`` is attached too, but its ``before-call`` hook sees the
+    ``CallRecorder(keep_params=True)`` is attached too, but its ``before-call`` hook sees the
     *serialized* request (url_path, headers, body), not the API parameters, so its params come out
     empty; the parameters are taken here from ``before-parameter-build``, and the operation counts
     of both recorders must agree (so this recorder misses nothing CallRecorder counts).
     """
 
     def __init__(self):
-        self.recorder = aws.CallRecorder(keep_params=True)
+        self.recorder = CallRecorder(keep_params=True)
         self._calls: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
 
@@ -252,7 +255,7 @@ def _scenario(tmp) -> dict:
     assert (report.total, report.done, report.failed) == (1, 0, 1), report.as_dict()
     assert report.failures and report.failures[0]["reason"] == "exit code 1"
     # StartMessageMoveTask first (moto does not implement it), then receive/send/delete by hand.
-    moved = status.redrive(sender_clients, queue=QUEUE, errors_bucket=BUCKET)
+    moved = redrive.redrive(sender_clients, queue=QUEUE, errors_bucket=BUCKET)
     assert (moved.moved, moved.method, moved.errors_cleared) == (3, "receive/send/delete", 1), moved
 
     return {"account": account, "sender": sender_rec.calls(), "worker": worker_rec.calls(), "keys": keys,

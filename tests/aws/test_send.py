@@ -6,10 +6,12 @@ import socket
 
 import pytest
 
-from filejobs import message, submit
-from filejobs.submit import SendConfig, Sender, walk
+from filejobs import message
+from filejobs.send import sender as submit
+from filejobs.send import SendConfig, Sender
+from filejobs.send.walk import walk
 from filejobs.transfer import MiB, TransferConfig
-from conftest import list_keys, drain_queue
+from testing.helpers import list_keys, drain_queue
 
 
 def make_tree(root, files):
@@ -244,7 +246,7 @@ def test_batches_respect_a_small_maximum_message_size(tmp_path, mocked, make_res
 
 
 def test_requests_per_file_stay_near_one_put_and_a_tenth_of_a_batch(tmp_path, mocked, make_resources):
-    from filejobs.aws import CallRecorder
+    from testing.recorder import CallRecorder
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {f"f{i:03d}": "x" for i in range(100)})
     recorder = CallRecorder()

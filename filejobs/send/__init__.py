@@ -1,0 +1,5 @@
+"""sendjobs' library: walk → plan → upload → batch → send → journal."""
+
+from .sender import FatalSendError, SendConfig, Sender, SendSummary
+
+__all__ = ["FatalSendError", "SendConfig", "Sender", "SendSummary"]

@@ -1,0 +1,1 @@
+"""Test and benchmark tooling (not shipped in the wheel): fault proxy, IAM evaluator, call recorder, helpers."""
