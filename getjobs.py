@@ -9,7 +9,7 @@ import sys
 import click
 
 from filejobs import aws
-from filejobs.clitools import Command, Fail, aws_options, prefix
+from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
 from filejobs.events import EventLog
 from filejobs.message import Allowed
 from filejobs.runner import CommandRunner, HandlerRunner
@@ -38,6 +38,7 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 @click.command(cls=Command, epilog=EPILOG, context_settings={
     "help_option_names": ["-h", "--help"], "allow_interspersed_args": False, "auto_envvar_prefix": "GETJOBS",
     "show_default": True, "max_content_width": 100})
+@version_option
 @click.argument("work_dir", type=click.Path(file_okay=False, dir_okay=True, writable=True))
 @click.argument("output_extension")
 @click.argument("queue")
@@ -102,13 +103,10 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
         concurrency=concurrency, job_timeout_s=job_timeout, visibility_timeout_s=visibility_timeout,
         heartbeat_s=heartbeat, grace_s=grace, exit_when_idle_s=exit_when_idle, max_jobs=max_jobs,
         wait_time_s=wait_time, retry_base_s=retry_delay, retry_max_s=max_retry_delay,
-        errors_prefix=prefix(errors_prefix), metrics=metrics)
-    log = EventLog(fmt=log_format)
+        errors_prefix=prefix(errors_prefix))
+    log = EventLog(fmt=log_format, metrics=metrics, dimensions={"Queue": aws.queue_name(queue)})
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
-    try:
-        clients = aws.make_clients(target, max_pool_connections=concurrency * 2 + 8)
-    except aws.AwsSetupError as exc:
-        raise Fail(str(exc)) from None
+    clients = connect(target, max_pool_connections=concurrency * 2 + 8)
     protector = None
     if protect_instance:
         from filejobs.ec2 import InstanceProtector, instance_id

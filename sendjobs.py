@@ -10,7 +10,8 @@ import sys
 import click
 
 from filejobs import aws
-from filejobs.clitools import Command, Fail, aws_options, prefix
+from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
+from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.send import FatalSendError, Sender, SendConfig
@@ -27,6 +28,7 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
 
 @click.command(cls=Command, epilog=EXAMPLE, context_settings={"help_option_names": ["-h", "--help"],
                                                                "max_content_width": 100})
+@version_option
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, dir_okay=True, readable=True,
                                              executable=True))
 @click.argument("bucket")
@@ -73,21 +75,18 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
                         include=include, exclude=exclude, follow_symlinks=follow_symlinks,
                         concurrency=concurrency, force=force, dry_run=dry_run,
                         batch_prefix=prefix(batch_prefix), state_dir=state_dir)
-    log = (lambda _: None) if quiet else (lambda text: click.echo(text, err=True))
+    # --quiet: failures only, each named once as it happens.
+    log = EventLog(fmt="plain", only={"failed"} if quiet else None)
     errlog = lambda text: click.echo(text, err=True)  # noqa: E731
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
     if dry_run:
         clients = aws.Clients(s3=None, sqs=None)
     else:
-        try:
-            clients = aws.make_clients(target, max_pool_connections=concurrency + 16)
-        except aws.AwsSetupError as exc:
-            raise Fail(str(exc)) from None
+        clients = connect(target, max_pool_connections=concurrency + 16)
     with Progress(label="sent", enabled=None if not quiet and not dry_run else False) as progress:
         if progress.enabled:
             _count_in_background(config, progress)
-        sender = Sender(config, clients, log=lambda t: (errlog if t.startswith("failed") else log)(t),
-                        emit=click.echo, progress=progress)
+        sender = Sender(config, clients, log=log, emit=click.echo, progress=progress)
         try:
             summary = sender.run()
         except FatalSendError as exc:

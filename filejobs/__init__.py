@@ -1,7 +1,9 @@
 """filejobs: run one command over many files with S3, SQS and EC2 Auto Scaling.
 
-Import direction: ``message`` (pure) <- ``aws``/``transfer`` <- ``submit``/``worker``/``status``
-<- the CLIs (``sendjobs.py``, ``getjobs.py``, ``filejobs.cli``).
+Imports go one way: the pure wire formats (``message``, ``records``) <- the AWS edge (``aws``,
+``transfer``, ``batching``, ``events``, ``runner``) <- the libraries (``send``, ``worker``, ``ops``)
+<- the CLIs (``sendjobs.py``, ``getjobs.py``, ``filejobs.cli``). Test and benchmark tooling lives in
+``testing/`` and ``bench/``, outside the package.
 """
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -6,6 +6,7 @@ Real AWS and the embedded endpoint share this code path; only ``endpoint_url`` d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -69,20 +70,17 @@ def make_session(target: Target):
     if not session.region_name:
         raise AwsSetupError("no AWS region: pass REGION or set AWS_REGION / AWS_DEFAULT_REGION or a profile region")
     region = session.region_name
-    if not target.resolved_endpoint and not _known_region(session, region):
-        raise AwsSetupError(f"unknown AWS region {region!r}")
+    if not target.resolved_endpoint and not _REGION_RE.match(region):
+        raise AwsSetupError(f"invalid AWS region {region!r} (expected a name like eu-west-1)")
     return session
 
 
-def _known_region(session, region: str) -> bool:
-    if not _REGION_RE.match(region):
-        return False
-    for partition in session.get_available_partitions():
-        if region in session.get_available_regions("sqs", partition_name=partition):
-            return True
-    # botocore's list lags new regions; a well-formed name is given the benefit of the doubt
-    # only when the list is clearly older than the name (opt-in regions appear with updates).
-    return False
+def is_known_region(session, region: str) -> bool:
+    """Whether this botocore's bundled endpoint list names ``region``. The list lags new regions, so
+    an unknown but well-formed name is only worth a warning: an older botocore on a worker must not
+    refuse a region that AWS opened after it was released."""
+    return any(region in session.get_available_regions("sqs", partition_name=partition)
+               for partition in session.get_available_partitions())
 
 
 def client_config(*, max_pool_connections: int = 10, read_timeout_s: int = 70) -> Config:
@@ -116,6 +114,22 @@ def make_clients(target: Target, *, max_pool_connections: int = 10) -> Clients:
     )
 
 
+def queue_url_from_arn(arn: str, sibling_url: str) -> str:
+    """``arn:aws:sqs:REGION:ACCOUNT:NAME`` → its URL, built beside a known queue's URL so that it
+    goes to the same endpoint (AWS, a VPC endpoint or a local emulator)."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise ValueError(f"not an SQS queue ARN: {arn!r}")
+    account, name = parts[4], parts[5]
+    return f"{sibling_url.rstrip('/').rsplit('/', 2)[0]}/{account}/{name}"
+
+
+def dead_letter_target(redrive_policy: str | dict) -> tuple[str, int]:
+    """(dead-letter queue ARN, maxReceiveCount) of a queue's ``RedrivePolicy`` attribute."""
+    policy = json.loads(redrive_policy) if isinstance(redrive_policy, str) else redrive_policy
+    return policy["deadLetterTargetArn"], int(policy["maxReceiveCount"])
+
+
 def resolve_queue_url(sqs, queue: str) -> str:
     """QUEUE may be a name (looked up) or a URL (used as is)."""
     if queue.startswith(("https://", "http://")):
@@ -140,6 +154,32 @@ def error_code(exc: BaseException) -> str | None:
     if isinstance(exc, bexc.ClientError):
         return exc.response.get("Error", {}).get("Code")
     return None
+
+
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
+_PRECONDITION = {"PreconditionFailed", "412"}
+#: S3 answers 409 ConditionalRequestConflict when two conditional writes to one key race.
+#: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+_CONDITIONAL_CONFLICT = {"ConditionalRequestConflict", "409"}
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """The object (or version) does not exist."""
+    return error_code(exc) in _NOT_FOUND
+
+
+def is_denied(exc: BaseException) -> bool:
+    return error_code(exc) in _DENIED
+
+
+def is_precondition_failed(exc: BaseException) -> bool:
+    """An ``If-Match``/``If-None-Match`` condition did not hold (or lost a race to another write)."""
+    code = error_code(exc)
+    return code in _PRECONDITION or code in _CONDITIONAL_CONFLICT
+
+
+def is_queue_missing(exc: BaseException) -> bool:
+    return error_code(exc) in _QUEUE_MISSING
 
 
 def is_fatal(exc: BaseException) -> bool:

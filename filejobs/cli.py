@@ -14,10 +14,11 @@ import click
 
 from . import aws
 from .ops import resources
-from .clitools import Fail, Group, aws_options
+from .clitools import Fail, Group, aws_options, connect, version_option
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@version_option
 def cli():
     """Companion commands for sendjobs/getjobs: batch status and redrive, a local AWS endpoint,
     quick-start resources."""
@@ -80,7 +81,7 @@ def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max
     and on a local endpoint (--endpoint-url or $AWS_ENDPOINT_URL).
     """
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
-    clients = aws.make_clients(target)
+    clients = connect(target)
     try:
         created = resources.create_all(clients.s3, clients.sqs, bucket=bucket, queue=queue,
                                        region=clients.session.region_name,
@@ -115,7 +116,7 @@ def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_pre
     State comes from S3 and SQS only, so it works from any machine. A status of a 1,000-job batch
     costs about 7 requests, of a 100,000-job batch about 106.
     """
-    clients = aws.make_clients(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
+    clients = connect(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
     return show_status(clients, bucket=bucket, batch_id=batch_id, extension=extension, batch_prefix=batch_prefix,
                        errors_prefix=errors_prefix, wait=wait, interval=interval, timeout=timeout, as_json=as_json)
 
@@ -184,7 +185,7 @@ def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket,
     from .ops.status import StatusError
     from .ops.redrive import redrive as do_redrive
 
-    clients = aws.make_clients(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
+    clients = connect(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
     try:
         result = do_redrive(clients, queue=queue, dry_run=dry_run, max_messages=max_messages,
                             errors_bucket=bucket, errors_prefix=errors_prefix)

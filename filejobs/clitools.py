@@ -62,6 +62,13 @@ class Fail(click.ClickException):
     exit_code = 1
 
 
+def version_option(fn):
+    """``--version``: the package version, the same for the three tools."""
+    from . import __version__
+
+    return click.version_option(__version__, "--version", message="%(prog)s (filejobs) %(version)s")(fn)
+
+
 def aws_options(fn):
     """--endpoint-url and --profile, the same on every tool."""
     fn = click.option("--endpoint-url", metavar="URL", default=None,
@@ -70,6 +77,19 @@ def aws_options(fn):
     fn = click.option("--profile", metavar="NAME", default=None,
                       help="AWS named profile (default: $AWS_PROFILE or the default chain).")(fn)
     return fn
+
+
+def connect(target: aws.Target, **kwargs) -> aws.Clients:
+    """Clients for ``target``; a set-up problem is one line (exit 1) and a region this botocore does
+    not know yet is only a warning (AWS opens regions faster than old installs learn of them)."""
+    try:
+        clients = aws.make_clients(target, **kwargs)
+    except aws.AwsSetupError as exc:
+        raise Fail(str(exc)) from None
+    region = clients.session.region_name
+    if not target.resolved_endpoint and not aws.is_known_region(clients.session, region):
+        click.echo(f"warning: region {region!r} is not in this botocore's endpoint list; trying it anyway", err=True)
+    return clients
 
 
 def prefix(value: str) -> str:

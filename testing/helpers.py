@@ -56,3 +56,23 @@ def drain_queue(sqs, url: str, *, max_rounds: int = 5) -> list[dict]:
             break
         got += batch
     return got
+
+
+class RecordingLog:
+    """An event log for tests: keeps ``(event, fields)`` and metric names instead of printing."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+        self.metrics: list[tuple[str, float | None]] = []
+
+    def __call__(self, event: str, **fields) -> None:
+        self.events.append((event, fields))
+
+    def metric(self, name: str, *, duration_s: float | None = None, **dimensions: str) -> None:
+        self.metrics.append((name, duration_s))
+
+    def names(self) -> list[str]:
+        return [e for e, _ in self.events]
+
+    def of(self, event: str) -> list[dict]:
+        return [f for e, f in self.events if e == event]

@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from .. import aws, message
-from ..message import Job, printable
+from ..message import Job
+from ..events import EventLog, NullLog
 from ..transfer import TransferConfig, put_file
 from .journal import Journal, default_state_dir, journal_path
 from .plan import SEND_ONLY, SKIP, UPLOAD, plan
@@ -111,7 +112,7 @@ class FatalSendError(Exception):
 class Sender:
     """Runs one submission. ``clients`` is injected (tests pass moto clients)."""
 
-    def __init__(self, config: SendConfig, clients, *, log: Callable[[str], None] = lambda _: None,
+    def __init__(self, config: SendConfig, clients, *, log: EventLog = NullLog(),
                  emit: Callable[[str], None] = lambda _: None, progress=None, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.config = config
         self.s3 = clients.s3
@@ -173,13 +174,13 @@ class Sender:
             self.summary.files_failed += 1
             if len(self.summary.failures) < 1000:
                 self.summary.failures.append(Failure(rel, reason))
-        self.log(f"failed: {printable(rel)}: {reason}")
+        self.log("failed", file=rel, reason=reason)
 
     def _warn(self, text: str) -> None:
         with self._lock:
             if len(self.summary.warnings) < 1000:
                 self.summary.warnings.append(text)
-        self.log(f"warning: {text}")
+        self.log("warning", reason=text)
 
     def _files(self) -> Iterator[LocalFile]:
         c = self.config
@@ -220,7 +221,7 @@ class Sender:
         c = self.config
         batch_id = None if c.force else journal.get_meta("open_batch")
         if batch_id:
-            self.log(f"resuming batch {batch_id}")
+            self.log("resuming", batch=batch_id)
         else:
             batch_id = message.new_batch_id(self.now(), secrets.token_hex(3))
             journal.set_meta("open_batch", batch_id)

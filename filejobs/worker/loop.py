@@ -35,6 +35,7 @@ from typing import Callable
 
 from .. import aws, message
 from ..message import Allowed, Job, MessageError
+from ..events import EventLog, NullLog
 from ..runner import RunResult
 from ..transfer import TransferConfig, get_to_file, put_file
 
@@ -63,7 +64,6 @@ class WorkerConfig:
     retry_base_s: float = 10.0
     retry_max_s: float = 900.0
     errors_prefix: str = "errors/"
-    metrics: bool = False
     batch_linger_s: float = 0.05
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
@@ -99,7 +99,7 @@ class _Running:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, clients, runner, *, log: Callable = lambda *a, **k: None,
+    def __init__(self, config: WorkerConfig, clients, runner, *, log: EventLog = NullLog(),
                  protector=None, clock: Callable[[], float] = time.monotonic):
         self.c = config
         self.s3 = clients.s3
@@ -600,20 +600,8 @@ class Worker:
             self.log("warning", key=key, reason=f"could not change visibility: {aws.describe(exc)}")
 
     def _metric(self, event: str, duration: float) -> None:
-        if not self.c.metrics:
-            return
-        # CloudWatch embedded metric format: the log line becomes metrics, no PutMetricData call.
-        # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
         names = {"done": "JobsDone", "skipped": "JobsSkipped", "failed": "JobsFailed"}
-        record = {
-            "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
-                "Namespace": "filejobs", "Dimensions": [["Queue"]],
-                "Metrics": [{"Name": names.get(event, "Jobs"), "Unit": "Count"},
-                            {"Name": "JobDuration", "Unit": "Seconds"}]}]},
-            "Queue": aws.queue_name(self.queue_url or self.c.queue),
-            names.get(event, "Jobs"): 1, "JobDuration": round(duration, 3)}
-        if hasattr(self.log, "raw"):
-            self.log.raw(json.dumps(record))
+        self.log.metric(names.get(event, "Jobs"), duration_s=duration)
 
     # ------------------------------------------------------------------ heartbeat
 

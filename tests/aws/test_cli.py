@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import getjobs
 import sendjobs
+from filejobs import aws, clitools
 from filejobs import cli as jobctl
 
 
@@ -128,8 +129,23 @@ def test_jobctl_create_makes_bucket_queue_and_dead_letter_queue(run, mocked):
     mocked.s3.head_bucket(Bucket="made-bucket")
 
 
-def test_an_unknown_region_is_one_line(run, tmp_path):
+def test_a_malformed_region_is_one_line(run, tmp_path):
     (tmp_path / "a").write_text("x")
-    result = run(sendjobs, tmp_path, "b-bucket", "input/", "output/", "q", "mars-north-7")
+    result = run(sendjobs, tmp_path, "b-bucket", "input/", "output/", "q", "Mars North")
     assert result.exit_code == 1
-    assert "unknown AWS region 'mars-north-7'" in one_error_line(result, "sendjobs")
+    assert "invalid AWS region 'Mars North'" in one_error_line(result, "sendjobs")
+
+
+def test_a_well_formed_region_botocore_does_not_know_yet_is_only_a_warning(capsys):
+    # An older botocore on a worker must not refuse a region AWS opened after its release.
+    clients = clitools.connect(aws.Target(region="mars-north-7"))
+    assert clients.session.region_name == "mars-north-7"
+    assert "warning: region 'mars-north-7' is not in this botocore's endpoint list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool, prog", [(sendjobs, "sendjobs"), (getjobs, "getjobs"), (jobctl, "jobctl")])
+def test_every_tool_tells_its_version(run, tool, prog):
+    from filejobs import __version__
+
+    result = run(tool, "--version", prog=prog)
+    assert result.exit_code == 0 and result.stdout == f"{prog} (filejobs) {__version__}\n"

@@ -1,5 +1,6 @@
 """getjobs' library: one job per message, never lost, never run unsafely."""
 
+import io
 import json
 import os
 import threading
@@ -12,7 +13,8 @@ from testing.recorder import CallRecorder
 from filejobs.message import Allowed, Job
 from filejobs.runner import CommandRunner, HandlerRunner, RunResult
 from filejobs.worker import FatalWorkerError, Worker, WorkerConfig, check_heartbeat
-from testing.helpers import drain_queue, list_keys
+from testing.helpers import RecordingLog, drain_queue, list_keys
+from filejobs.events import EventLog
 
 
 def send(clients, res, key, data=b"payload", *, etag=None, **kw):
@@ -29,8 +31,8 @@ def worker(tmp_path, clients, res, runner, **kw):
     kw.setdefault("wait_time_s", 0)
     kw.setdefault("retry_base_s", 0)
     cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=kw.pop("extension", ".out"), queue=res.queue_url, **kw)
-    events = []
-    return Worker(cfg, clients, runner, log=lambda event, **f: events.append((event, f))), events
+    log = RecordingLog()
+    return Worker(cfg, clients, runner, log=log), log.events
 
 
 def queue_counts(clients, url):
@@ -371,19 +373,13 @@ def test_folders_left_by_a_killed_worker_are_removed_at_start_but_not_a_live_one
 def test_metrics_are_embedded_metric_format_lines_when_asked_for(tmp_path, mocked, make_resources):
     res = make_resources(mocked, max_receive_count=1)
     send(mocked, res, "input/ok.txt")
-    lines = []
-
-    class Log:
-        def __call__(self, event, **fields):
-            pass
-
-        def raw(self, line):
-            lines.append(json.loads(line))
-
+    out = io.StringIO()
+    log = EventLog(stream=io.StringIO(), metrics=True, metrics_stream=out,
+                   dimensions={"Queue": res.queue_url.rsplit("/", 1)[1]})
     cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.5,
-                       wait_time_s=0, metrics=True)
-    Worker(cfg, mocked, Recording(), log=Log()).run()
-    (record,) = lines
+                       wait_time_s=0)
+    Worker(cfg, mocked, Recording(), log=log).run()
+    (record,) = [json.loads(line) for line in out.getvalue().splitlines()]
     directive = record["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "filejobs" and directive["Dimensions"] == [["Queue"]]
     assert {m["Name"] for m in directive["Metrics"]} == {"JobsDone", "JobDuration"}
