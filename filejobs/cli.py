@@ -138,7 +138,8 @@ def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_pre
 def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket, errors_prefix, as_json):
     """Move the messages of QUEUE's dead-letter queue back to QUEUE (after fixing the command).
 
-    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10.
+    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10,
+    up to the number of messages the dead-letter queue held when it began.
     """
     from .ops.status import StatusError
     from .ops.redrive import redrive as do_redrive

@@ -58,7 +58,8 @@ def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/"
 
     try:
         if wait:
-            batch_id = batch_id or latest_batch(clients.s3, bucket, batch_prefix)
+            if batch_id is None:
+                batch_id = latest_batch(clients.s3, bucket, batch_prefix)
             result = wait_for_batch(clients, batch_id=batch_id, interval_s=interval, timeout_s=timeout,
                                     on_update=update, **kwargs)
             if tty and not quiet:

@@ -203,12 +203,12 @@ class PartlyFailingSqs:
     (the sender's fault), "fail" (the server's: retried) or an exception to raise for the call."""
 
     def __init__(self, sqs, verdict):
-        self._sqs = sqs
+        self.real = sqs
         self.verdict = verdict
         self.calls = 0
 
     def __getattr__(self, name):
-        return getattr(self._sqs, name)
+        return getattr(self.real, name)
 
     def send_message_batch(self, QueueUrl, Entries):
         self.calls += 1
@@ -217,7 +217,7 @@ class PartlyFailingSqs:
             if isinstance(v, Exception):
                 raise v
         passing = [e for e in Entries if verdicts[e["Id"]] is None]
-        response = self._sqs.send_message_batch(QueueUrl=QueueUrl, Entries=passing) if passing else {}
+        response = self.real.send_message_batch(QueueUrl=QueueUrl, Entries=passing) if passing else {}
         failed = [{"Id": i, "SenderFault": v == "refuse", "Code": "X",
                    "Message": "message body too odd" if v == "refuse" else "try again"}
                   for i, v in verdicts.items() if v is not None]
