@@ -132,6 +132,8 @@ class Pipeline:
                       input_prefix=c.input_prefix, output_prefix=c.output_prefix, batch_id=self.dest.batch_id,
                       size=f.size, etag=etag)
             self._batcher.put(Outgoing(self._uploaded_row(step, etag), message.encode(job)))
+        except Exception as exc:  # noqa: BLE001 - never drop a file silently in a worker thread: stop the run
+            self.fatal = self.fatal or exc
         finally:
             with self._lock:
                 self._in_pool -= 1
