@@ -14,7 +14,8 @@ from filejobs.clitools import Command, Fail, aws_options, connect, prefix, versi
 from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
-from filejobs.send import FatalSendError, Sender, SendConfig
+from filejobs.send import FatalSendError, SendConfig, Sender, SendSummary
+from filejobs.statusview import show_status
 
 EXAMPLE = """\b
 Examples:
@@ -75,43 +76,54 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
                         include=include, exclude=exclude, follow_symlinks=follow_symlinks,
                         concurrency=concurrency, force=force, dry_run=dry_run,
                         batch_prefix=prefix(batch_prefix), state_dir=state_dir)
+    target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
+    clients = (aws.Clients(s3=None, sqs=None) if dry_run
+               else connect(target, max_pool_connections=concurrency + 16))
+    summary = send(config, clients, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    if not quiet:
+        _print_summary(summary, dry_run=dry_run, log=_errlog)
+    elif summary.files_failed:
+        # Quiet: each failed file was named once as it failed; one closing line says what it means.
+        _errlog(f"{summary.files_failed} of {summary.files_seen} files failed; rerun the same command to retry them")
+    if summary.interrupted:
+        return 130
+    if wait and not dry_run:
+        code = wait_for_sent(clients, config, summary, extension=extension, interval_s=wait_interval, quiet=quiet)
+        return code or (0 if summary.ok else 1)
+    return 0 if summary.ok else 1
+
+
+def _errlog(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def send(config: SendConfig, clients, *, quiet: bool) -> SendSummary:
+    """Run the sender with the progress line (a TTY only) and the event log on stderr."""
     # --quiet: failures only, each named once as it happens.
     log = EventLog(fmt="plain", only={"failed"} if quiet else None)
-    errlog = lambda text: click.echo(text, err=True)  # noqa: E731
-    target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
-    if dry_run:
-        clients = aws.Clients(s3=None, sqs=None)
-    else:
-        clients = connect(target, max_pool_connections=concurrency + 16)
-    with Progress(label="sent", enabled=None if not quiet and not dry_run else False) as progress:
+    with Progress(label="sent", enabled=None if not quiet and not config.dry_run else False) as progress:
         if progress.enabled:
             _count_in_background(config, progress)
         sender = Sender(config, clients, log=log, emit=click.echo, progress=progress)
         try:
-            summary = sender.run()
+            return sender.run()
         except FatalSendError as exc:
             raise Fail(str(exc)) from None
         except KeyboardInterrupt:
             sender.stop()
             raise
-    if as_json:
-        click.echo(json.dumps(summary.as_dict()))
-    if not quiet:
-        _print_summary(summary, dry_run=dry_run, log=errlog)
-    elif summary.files_failed:
-        # Quiet: each failed file was named once as it failed; one closing line says what it means.
-        errlog(f"{summary.files_failed} of {summary.files_seen} files failed; rerun the same command to retry them")
-    if summary.interrupted:
-        return 130
-    if wait and not dry_run:
-        batch = summary.batch_id if summary.manifest_key else summary.last_batch_id
-        if batch is None:
-            raise Fail("nothing was sent, so there is no batch to wait for")
-        from filejobs.cli import show_status
-        code = show_status(clients, bucket=bucket, batch_id=batch, extension=extension,
-                           batch_prefix=config.batch_prefix, wait=True, interval=wait_interval, quiet=quiet)
-        return code or (0 if summary.ok else 1)
-    return 0 if summary.ok else 1
+
+
+def wait_for_sent(clients, config: SendConfig, summary: SendSummary, *, extension: str, interval_s: float,
+                  quiet: bool) -> int:
+    """--wait: follow the batch this run sent, or with nothing new sent, the last one sent from here."""
+    batch = summary.batch_id if summary.manifest_key else summary.last_batch_id
+    if batch is None:
+        raise Fail("nothing was sent, so there is no batch to wait for")
+    return show_status(clients, bucket=config.bucket, batch_id=batch, extension=extension,
+                       batch_prefix=config.batch_prefix, wait=True, interval=interval_s, quiet=quiet)
 
 
 def _count_in_background(config, progress):

@@ -116,53 +116,11 @@ def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_pre
     State comes from S3 and SQS only, so it works from any machine. A status of a 1,000-job batch
     costs about 7 requests, of a 100,000-job batch about 106.
     """
+    from .statusview import show_status
+
     clients = connect(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
     return show_status(clients, bucket=bucket, batch_id=batch_id, extension=extension, batch_prefix=batch_prefix,
                        errors_prefix=errors_prefix, wait=wait, interval=interval, timeout=timeout, as_json=as_json)
-
-
-def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/", errors_prefix="errors/",
-                wait=False, interval=5.0, timeout=None, as_json=False, quiet=False) -> int:
-    """Shared by ``jobctl status`` and ``sendjobs --wait``: print, optionally wait, return the exit code."""
-    from .ops.status import StatusError, batch_status, progress_line, report_lines, wait_for_batch
-
-    kwargs = dict(bucket=bucket, ext=extension, batch_prefix=batch_prefix, errors_prefix=errors_prefix)
-    tty = sys.stderr.isatty()
-
-    def update(s):
-        if quiet:
-            return
-        if tty:
-            click.echo("\r" + progress_line(s) + "   ", err=True, nl=False)
-        else:
-            click.echo(progress_line(s), err=True)
-
-    try:
-        if wait:
-            if batch_id is None:
-                from .ops.status import latest_batch
-                batch_id = latest_batch(clients.s3, bucket, batch_prefix)
-            result = wait_for_batch(clients, batch_id=batch_id, interval_s=interval, timeout_s=timeout,
-                                    on_update=update, **kwargs)
-            if tty and not quiet:
-                click.echo("", err=True)
-        else:
-            result = batch_status(clients, batch_id=batch_id, **kwargs)
-    except StatusError as exc:
-        raise Fail(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(result.as_dict()))
-    if not quiet or result.failed:
-        lines = report_lines(result)
-        # While waiting, the progress line was just printed; don't repeat it.
-        for line in (lines[1:] if wait and not tty and not quiet else lines):
-            click.echo(line, err=True)
-    if wait:
-        if not result.finished:
-            click.echo(f"timed out with {result.total - result.done - result.failed} jobs pending", err=True)
-            return 1
-        return 1 if result.failed else 0
-    return 0
 
 
 @cli.command()
@@ -180,7 +138,8 @@ def show_status(clients, *, bucket, batch_id, extension, batch_prefix="batches/"
 def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket, errors_prefix, as_json):
     """Move the messages of QUEUE's dead-letter queue back to QUEUE (after fixing the command).
 
-    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10.
+    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10,
+    up to the number of messages the dead-letter queue held when it began.
     """
     from .ops.status import StatusError
     from .ops.redrive import redrive as do_redrive

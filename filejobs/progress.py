@@ -37,7 +37,6 @@ class Progress:
         self.done = 0
         self.bytes = 0
         self.total: int | None = None
-        self.extra = ""
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,8 +70,6 @@ class Progress:
         parts.append(f"{human_bytes(self.bytes / elapsed)}/s")
         if self.total and rate > 0:
             parts.append(f"ETA {human_seconds((self.total - self.done) / rate)}")
-        if self.extra:
-            parts.append(self.extra)
         return "  ".join(parts)
 
     def _draw(self):

@@ -111,10 +111,6 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.stop()
 
-    def set_rate(self, rate: float) -> None:
-        with self._lock:
-            self.rate = rate
-
     # ------------------------------------------------------------------ decisions
 
     def _decide(self, attempt: int) -> str | None:

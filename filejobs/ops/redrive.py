@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from .. import aws, message
-from .status import StatusError, dlq_url_of
+from ..batching import MAX_ENTRIES, call_batch
+from .status import StatusError
+
+#: Attributes a worker added when it rejected a message: not carried back to the job queue.
+_REJECT_REASON = "filejobs-reject-reason"
 
 
 @dataclass
@@ -18,34 +24,33 @@ class RedriveResult:
 
 
 def redrive(clients, *, queue: str, dry_run: bool = False, max_messages: int | None = None,
-            errors_bucket: str | None = None, errors_prefix: str = "errors/") -> RedriveResult:
+            errors_bucket: str | None = None, errors_prefix: str = "errors/",
+            sleep: Callable[[float], None] = time.sleep) -> RedriveResult:
     """Move dead-letter messages back to the queue after a fix.
 
     Uses SQS ``StartMessageMoveTask`` where the endpoint supports it, else receive → send → delete
-    in batches of 10 (a message is deleted from the DLQ only once the queue accepted its copy).
-    Error records listed before the move are removed, so the batch status counts those jobs as
-    pending again rather than failed.
+    in batches of 10 (a message is deleted from the DLQ only once the queue accepted its copy), up
+    to the number the DLQ held when the redrive began. Error records listed before the move are
+    removed, so the batch status counts those jobs as pending again rather than failed.
     """
     sqs = clients.sqs
     queue_url = aws.resolve_queue_url(sqs, queue)
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "QueueArn"])["Attributes"]
     if "RedrivePolicy" not in attrs:
         raise StatusError(f"queue {queue} has no dead-letter queue")
-    dlq_url = dlq_url_of(queue_url, attrs["RedrivePolicy"])
-    dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                           "QueueArn"])["Attributes"]
-    result = RedriveResult(dlq_url=dlq_url, available=int(dlq_attrs["ApproximateNumberOfMessages"]))
+    dlq_arn, _ = aws.dead_letter_target(attrs["RedrivePolicy"])
+    dlq_url = aws.queue_url_from_arn(dlq_arn, queue_url)
+    dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    result = RedriveResult(dlq_url=dlq_url, available=int(dlq_attrs["Attributes"]["ApproximateNumberOfMessages"]))
     if dry_run or result.available == 0:
         return result
-    error_keys = []
-    if errors_bucket:
-        for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=errors_bucket, Prefix=errors_prefix):
-            error_keys += [o["Key"] for o in page.get("Contents", [])]
-    if max_messages is None and _start_move_task(clients, dlq_attrs["QueueArn"], attrs["QueueArn"]):
+    error_keys = _error_keys(clients.s3, errors_bucket, errors_prefix) if errors_bucket else []
+    if max_messages is None and _start_move_task(clients, dlq_arn, attrs["QueueArn"]):
         result.method, result.moved = "StartMessageMoveTask", result.available
     else:
         result.method = "receive/send/delete"
-        bodies = _move_by_hand(sqs, dlq_url, queue_url, max_messages)
+        limit = result.available if max_messages is None else min(max_messages, result.available)
+        bodies = _move_by_hand(sqs, dlq_url, queue_url, limit, sleep=sleep)
         result.moved = len(bodies)
         if max_messages is not None:
             # Only some were moved: clear only their records; the rest stay failed.
@@ -57,6 +62,13 @@ def redrive(clients, *, queue: str, dry_run: bool = False, max_messages: int | N
                 "Objects": [{"Key": k} for k in error_keys[i:i + 1000]], "Quiet": True})
         result.errors_cleared = len(error_keys)
     return result
+
+
+def _error_keys(s3, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
 
 
 def _start_move_task(clients, source_arn: str, destination_arn: str) -> bool:
@@ -80,30 +92,35 @@ def _error_key_of(body: str, errors_prefix: str) -> str | None:
     return message.error_key(errors_prefix, job.batch_id, job.relative_name)
 
 
-def _move_by_hand(sqs, dlq_url: str, queue_url: str, max_messages: int | None) -> list[str]:
-    """Receive → send → delete in batches of 10; returns the bodies moved."""
+def _copy_entry(m: dict) -> dict:
+    """The SendMessageBatch entry (without Id) that puts a copy of ``m`` back on the job queue."""
+    entry = {"MessageBody": m["Body"]}
+    attrs = {k: {kk: vv for kk, vv in v.items() if kk in ("DataType", "StringValue", "BinaryValue")}
+             for k, v in (m.get("MessageAttributes") or {}).items() if k != _REJECT_REASON}
+    if attrs:
+        entry["MessageAttributes"] = attrs
+    return entry
+
+
+def _move_by_hand(sqs, dlq_url: str, queue_url: str, limit: int, *, sleep: Callable[[float], None]) -> list[str]:
+    """Receive → send → delete in batches of 10, until ``limit`` moved or the DLQ looks empty
+    (two empty long polls: its count is approximate); returns the bodies moved."""
     moved: list[str] = []
+
+    def delete_sent(sent: list[dict]) -> None:
+        # A copy is on the job queue: the original may go (a failed delete only means it comes
+        # back to the DLQ after its visibility timeout, a duplicate the worker makes harmless).
+        call_batch(lambda entries: sqs.delete_message_batch(QueueUrl=dlq_url, Entries=entries), sent,
+                   lambda m: {"ReceiptHandle": m["ReceiptHandle"]}, sleep=sleep)
+        moved.extend(m["Body"] for m in sent)
+
     empty_rounds = 0
-    while (max_messages is None or len(moved) < max_messages) and empty_rounds < 2:
-        want = 10 if max_messages is None else min(10, max_messages - len(moved))
-        batch = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=want, WaitTimeSeconds=1,
-                                    VisibilityTimeout=60, MessageAttributeNames=["All"]).get("Messages", [])
-        if not batch:
-            empty_rounds += 1
-            continue
-        empty_rounds = 0
-        entries = []
-        for i, m in enumerate(batch):
-            entry = {"Id": str(i), "MessageBody": m["Body"]}
-            attrs = {k: v for k, v in (m.get("MessageAttributes") or {}).items() if k != "filejobs-reject-reason"}
-            if attrs:
-                entry["MessageAttributes"] = {k: {kk: vv for kk, vv in v.items() if kk in ("DataType", "StringValue", "BinaryValue")}
-                                              for k, v in attrs.items()}
-            entries.append(entry)
-        sent = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        ok = [batch[int(s["Id"])] for s in sent.get("Successful", [])]
-        if ok:
-            sqs.delete_message_batch(QueueUrl=dlq_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
-        moved += [m["Body"] for m in ok]
+    while len(moved) < limit and empty_rounds < 2:
+        batch = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=min(MAX_ENTRIES, limit - len(moved)),
+                                    WaitTimeSeconds=1, VisibilityTimeout=60,
+                                    MessageAttributeNames=["All"]).get("Messages", [])
+        empty_rounds = 0 if batch else empty_rounds + 1
+        if batch:
+            call_batch(lambda entries: sqs.send_message_batch(QueueUrl=queue_url, Entries=entries), batch,
+                       _copy_entry, sleep=sleep, on_success=delete_sent)
     return moved

@@ -27,7 +27,6 @@ class Created:
     bucket: str
     queue_url: str
     dlq_url: str
-    dlq_arn: str
 
 
 def ensure_bucket(s3, bucket: str, region: str) -> None:
@@ -47,8 +46,8 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
         "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
 
 
-def ensure_queue(sqs, name: str, settings: QueueSettings = QueueSettings()) -> tuple[str, str, str]:
-    """Create ``name`` and ``name-dlq`` with a redrive policy; return (queue url, dlq url, dlq arn)."""
+def ensure_queue(sqs, name: str, settings: QueueSettings = QueueSettings()) -> tuple[str, str]:
+    """Create ``name`` and ``name-dlq`` with a redrive policy; return (queue url, dlq url)."""
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={
         "MessageRetentionPeriod": str(DLQ_RETENTION_S), "SqsManagedSseEnabled": "true"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -69,11 +68,11 @@ def ensure_queue(sqs, name: str, settings: QueueSettings = QueueSettings()) -> t
             raise
         queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
-    return queue_url, dlq_url, dlq_arn
+    return queue_url, dlq_url
 
 
 def create_all(s3, sqs, *, bucket: str, queue: str, region: str,
                settings: QueueSettings = QueueSettings()) -> Created:
     ensure_bucket(s3, bucket, region)
-    queue_url, dlq_url, dlq_arn = ensure_queue(sqs, queue, settings)
-    return Created(bucket=bucket, queue_url=queue_url, dlq_url=dlq_url, dlq_arn=dlq_arn)
+    queue_url, dlq_url = ensure_queue(sqs, queue, settings)
+    return Created(bucket=bucket, queue_url=queue_url, dlq_url=dlq_url)

@@ -1,4 +1,4 @@
-"""See and steer a batch: status, wait, failure reasons, redrive.
+"""See a batch: status counts, failure reasons, wait.
 
 All state comes from S3 and SQS, never from the process that sent the batch, so it works across
 reruns and from another machine:
@@ -13,16 +13,20 @@ reruns and from another machine:
 Cost of one status call: 1 GET (manifest) + ⌈jobs/1000⌉ LIST (outputs) + ⌈failed/1000⌉ LIST
 (errors) + up to ``reasons`` GETs (failure details) + 2 GetQueueAttributes (+1 GetQueueUrl) +
 1 CloudWatch GetMetricStatistics: ≈ 7 requests for 1,000 jobs, ≈ 106 for 100,000.
+
+The arithmetic (which outputs and failure records belong to which job, throughput) is pure and
+kept apart from the reading, so it is tested without S3.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Iterable
 
 from .. import aws, message
+from ..records import ErrorRecord, ManifestEntry, ManifestHeader, RecordError
 
 
 class StatusError(Exception):
@@ -31,12 +35,12 @@ class StatusError(Exception):
 
 @dataclass
 class Manifest:
-    header: dict
+    header: ManifestHeader
     keys: list[str]  # input keys, sorted
 
     @property
     def batch_id(self) -> str:
-        return self.header["batch_id"]
+        return self.header.batch_id
 
 
 @dataclass
@@ -60,11 +64,105 @@ class BatchStatus:
     def finished(self) -> bool:
         return self.done + self.failed >= self.total
 
+    @property
+    def pending(self) -> int:
+        return max(0, self.total - self.done - self.failed)
+
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+# --------------------------------------------------------------------------- arithmetic (pure)
+
+
+def parse_manifest(lines: Iterable[str | bytes]) -> Manifest:
+    """A manifest from its lines (header first); ``RecordError`` if a line cannot be read."""
+    lines = iter(lines)
+    header = ManifestHeader.decode(next(lines, b"") or b"")
+    keys = sorted(ManifestEntry.decode(line).key for line in lines if line.strip())
+    return Manifest(header=header, keys=keys)
+
+
+def output_keys(manifest: Manifest, ext: str) -> dict[str, str]:
+    """Input key → the output key a worker writes for it (``OUTPUT_PREFIX + path + ext``)."""
+    h = manifest.header
+    return {k: h.output_prefix + k[len(h.input_prefix):] + ext for k in manifest.keys}
+
+
+def outputs_done(wanted: set[str], listed: Iterable[str], output_prefix: str) -> set[str]:
+    """The wanted output keys that ``listed`` shows, as an object or as a directory of parts."""
+    done: set[str] = set()
+    for key in listed:
+        if key in wanted:
+            done.add(key)
+            continue
+        # A directory output: output_key/part...; the base is a prefix ending before a "/".
+        cut = key.find("/", len(output_prefix))
+        while cut != -1:
+            if key[:cut] in wanted:
+                done.add(key[:cut])
+                break
+            cut = key.find("/", cut + 1)
+    return done
+
+
+def failed_jobs(error_keys: Iterable[str], errors_prefix: str, outputs: dict[str, str],
+                done: set[str], input_prefix: str) -> list[tuple[str, str]]:
+    """(input key, failure record key) of this batch's jobs with a record and no output, by key."""
+    failed = []
+    for ek in sorted(error_keys):
+        rel = ek[len(errors_prefix):]
+        inp = input_prefix + (rel[:-len(".json")] if rel.endswith(".json") else rel)
+        if inp in outputs and outputs[inp] not in done:
+            failed.append((inp, ek))
+    return failed
+
+
+def failure_detail(input_key: str, body: str | bytes) -> dict:
+    """What ``jobctl status`` shows of one failure, from the worker's failure record."""
+    try:
+        r = ErrorRecord.decode(body)
+    except RecordError as exc:
+        return unreadable_failure(input_key, str(exc))
+    return {"input_key": input_key, "reason": r.reason, "exit_code": r.exit_code, "attempts": r.attempts,
+            "stderr_tail": r.stderr_tail}
+
+
+def unreadable_failure(input_key: str, why: str) -> dict:
+    """A failure whose record cannot be read: the job still counts as failed, and says why."""
+    return {"input_key": input_key, "reason": f"failure record unreadable: {why}", "exit_code": None,
+            "attempts": None, "stderr_tail": None}
+
+
+def batch_started(batch_id: str) -> datetime | None:
+    """When sendjobs made the batch, from its id (``20261128T020501Z-3f9a2c``)."""
+    try:
+        return datetime.strptime(batch_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def throughput(batch_id: str, *, done: int, pending: int, now: datetime) -> tuple[float | None, float | None]:
+    """(jobs per second since the batch started, seconds left at that rate)."""
+    started = batch_started(batch_id)
+    if not (started and done):
+        return None, None
+    jobs_per_s = round(done / max(1.0, (now - started).total_seconds()), 3)
+    return jobs_per_s, (round(pending / jobs_per_s, 1) if jobs_per_s else None)
+
+
 # --------------------------------------------------------------------------- reading state
+
+
+class _Requests:
+    """Counts the requests one status costs (``BatchStatus.requests``)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, fn, **kwargs):
+        self.n += 1
+        return fn(**kwargs)
 
 
 def latest_batch(s3, bucket: str, batch_prefix: str) -> str:
@@ -84,16 +182,16 @@ def load_manifest(s3, bucket: str, batch_prefix: str, batch_id: str) -> Manifest
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except Exception as exc:  # noqa: BLE001
-        if aws.error_code(exc) in ("NoSuchKey", "404"):
+        if aws.is_not_found(exc):
             raise StatusError(f"batch {batch_id} has no manifest at s3://{bucket}/{key}") from None
         raise
-    lines = body.iter_lines()
-    header = json.loads(next(lines))
-    keys = sorted(json.loads(line)["key"] for line in lines if line.strip())
-    return Manifest(header=header, keys=keys)
+    try:
+        return parse_manifest(body.iter_lines())
+    except RecordError as exc:
+        raise StatusError(f"the manifest s3://{bucket}/{key} cannot be read: {exc}") from None
 
 
-def _list_range(s3, bucket: str, prefix: str, counter: list, first: str | None = None,
+def _list_range(s3, bucket: str, prefix: str, requests: _Requests, first: str | None = None,
                 last: str | None = None) -> set[str]:
     """Keys under ``prefix``; with ``first``/``last``, only about that range (S3 lists in UTF-8
     byte order), so a status costs pages of this batch's outputs, not of every output ever written."""
@@ -103,8 +201,7 @@ def _list_range(s3, bucket: str, prefix: str, counter: list, first: str | None =
         args["StartAfter"] = first[:-1]  # StartAfter is exclusive
     stop = None if last is None else (last + "\U0010ffff").encode("utf-8")
     while True:
-        counter[0] += 1
-        page = s3.list_objects_v2(**args)
+        page = requests(s3.list_objects_v2, **args)
         contents = page.get("Contents", [])
         found.update(obj["Key"] for obj in contents)
         if not page.get("IsTruncated") or (stop is not None and contents and contents[-1]["Key"].encode("utf-8") > stop):
@@ -116,123 +213,74 @@ def _list_range(s3, bucket: str, prefix: str, counter: list, first: str | None =
 def batch_status(clients, *, bucket: str, batch_id: str | None = None, ext: str = ".out",
                  batch_prefix: str = "batches/", errors_prefix: str = "errors/", reasons: int = 20,
                  now: datetime | None = None) -> BatchStatus:
-    s3 = clients.s3
-    counter = [0]
+    s3, requests = clients.s3, _Requests()
     if batch_id is None:
-        counter[0] += 1
-        batch_id = latest_batch(s3, bucket, batch_prefix)
-    manifest = load_manifest(s3, bucket, batch_prefix, batch_id)
-    counter[0] += 1
+        batch_id = requests(latest_batch, s3=s3, bucket=bucket, batch_prefix=batch_prefix)
+    manifest = requests(load_manifest, s3=s3, bucket=bucket, batch_prefix=batch_prefix, batch_id=batch_id)
     h = manifest.header
-    in_prefix, out_prefix = h["input_prefix"], h["output_prefix"]
-    bases = {k: out_prefix + k[len(in_prefix):] + ext for k in manifest.keys}
-    done_keys: set[str] = set()
-    if bases:
-        ordered = sorted(bases.values(), key=lambda s: s.encode("utf-8"))
-        listed = _list_range(s3, bucket, out_prefix, counter, first=ordered[0], last=ordered[-1])
-        wanted = set(bases.values())
-        for key in listed:
-            if key in wanted:
-                done_keys.add(key)
-                continue
-            # A directory output: output_key/part...; the base is a prefix ending before a "/".
-            cut = key.find("/", len(out_prefix))
-            while cut != -1:
-                if key[:cut] in wanted:
-                    done_keys.add(key[:cut])
-                    break
-                cut = key.find("/", cut + 1)
-    done = len(done_keys)
-
+    outputs = output_keys(manifest, ext)
+    done: set[str] = set()
+    if outputs:
+        ordered = sorted(outputs.values(), key=lambda s: s.encode("utf-8"))
+        listed = _list_range(s3, bucket, h.output_prefix, requests, first=ordered[0], last=ordered[-1])
+        done = outputs_done(set(outputs.values()), listed, h.output_prefix)
     err_prefix = f"{errors_prefix}{batch_id}/"
-    error_keys = sorted(_list_range(s3, bucket, err_prefix, counter))
-    failed_inputs = []
-    for ek in error_keys:
-        rel = ek[len(err_prefix):-len(".json")] if ek.endswith(".json") else ek[len(err_prefix):]
-        inp = in_prefix + rel
-        if inp in bases and bases[inp] not in done_keys:
-            failed_inputs.append((inp, ek))
-    failures = []
-    for inp, ek in failed_inputs[:reasons]:
-        counter[0] += 1
-        try:
-            record = json.loads(s3.get_object(Bucket=bucket, Key=ek)["Body"].read())
-        except Exception:  # noqa: BLE001 - the count still stands without the details
-            record = {}
-        failures.append({"input_key": inp, "reason": record.get("reason"), "exit_code": record.get("exit_code"),
-                         "attempts": record.get("attempts"), "stderr_tail": record.get("stderr_tail")})
-    failed = len(failed_inputs)
-
-    status = BatchStatus(batch_id=batch_id, total=len(manifest.keys), done=done, failed=failed, in_progress=0,
-                         waiting=0, failures=failures)
-    pending = max(0, status.total - done - failed)
-    queue_url = h.get("queue_url")
-    if queue_url:
-        _queue_counts(clients, queue_url, status, counter)
-    in_flight = status.queue_in_flight or 0
-    status.in_progress = min(pending, in_flight)
-    status.waiting = pending - status.in_progress
-    started = _batch_started(batch_id)
+    failed = failed_jobs(_list_range(s3, bucket, err_prefix, requests), err_prefix, outputs, done, h.input_prefix)
+    status = BatchStatus(batch_id=batch_id, total=len(manifest.keys), done=len(done), failed=len(failed),
+                         in_progress=0, waiting=0,
+                         failures=[_failure(s3, bucket, inp, ek, requests) for inp, ek in failed[:reasons]])
     now = now or datetime.now(timezone.utc)
-    if started and done:
-        elapsed = max(1.0, (now - started).total_seconds())
-        status.jobs_per_s = round(done / elapsed, 3)
-        status.eta_s = round(pending / status.jobs_per_s, 1) if status.jobs_per_s else None
-    status.requests = counter[0]
+    if h.queue_url:
+        _queue_counts(clients, h.queue_url, status, requests, now)
+    status.in_progress = min(status.pending, status.queue_in_flight or 0)
+    status.waiting = status.pending - status.in_progress
+    status.jobs_per_s, status.eta_s = throughput(batch_id, done=status.done, pending=status.pending, now=now)
+    status.requests = requests.n
     return status
 
 
-def _queue_counts(clients, queue_url: str, status: BatchStatus, counter: list) -> None:
+def _failure(s3, bucket: str, input_key: str, error_key: str, requests: _Requests) -> dict:
+    try:
+        body = requests(s3.get_object, Bucket=bucket, Key=error_key)["Body"].read()
+    except Exception as exc:  # noqa: BLE001 - the job still counts as failed, without the details
+        return unreadable_failure(input_key, aws.describe(exc, bucket=bucket))
+    return failure_detail(input_key, body)
+
+
+def _queue_counts(clients, queue_url: str, status: BatchStatus, requests: _Requests, now: datetime) -> None:
     sqs = clients.sqs
     try:
-        counter[0] += 1
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        attrs = requests(sqs.get_queue_attributes, QueueUrl=queue_url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "RedrivePolicy"])["Attributes"]
     except Exception:  # noqa: BLE001 - the queue is optional for status (it may be gone)
         return
     status.queue_visible = int(attrs.get("ApproximateNumberOfMessages", 0))
     status.queue_in_flight = int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
     if attrs.get("RedrivePolicy"):
-        dlq_url = dlq_url_of(queue_url, attrs["RedrivePolicy"])
         try:
-            counter[0] += 1
-            status.dlq_visible = int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=[
+            dlq_url = aws.queue_url_from_arn(aws.dead_letter_target(attrs["RedrivePolicy"])[0], queue_url)
+            status.dlq_visible = int(requests(sqs.get_queue_attributes, QueueUrl=dlq_url, AttributeNames=[
                 "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - optional, like the queue itself
             pass
-    status.oldest_age_s = _oldest_age(clients, queue_url, counter)
+    status.oldest_age_s = _oldest_age(clients, queue_url, requests, now)
 
 
-def _oldest_age(clients, queue_url: str, counter: list) -> float | None:
+def _oldest_age(clients, queue_url: str, requests: _Requests, now: datetime) -> float | None:
     """SQS has no API for it; CloudWatch has ApproximateAgeOfOldestMessage (1-minute data)."""
     if clients.session is None:
         return None
     try:
-        cw = clients.client("cloudwatch")
-        end = datetime.now(timezone.utc)
-        counter[0] += 1
-        points = cw.get_metric_statistics(Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
-                                          Dimensions=[{"Name": "QueueName", "Value": aws.queue_name(queue_url)}],
-                                          StartTime=end - timedelta(minutes=5), EndTime=end, Period=60,
-                                          Statistics=["Maximum"])["Datapoints"]
+        points = requests(clients.client("cloudwatch").get_metric_statistics, Namespace="AWS/SQS",
+                          MetricName="ApproximateAgeOfOldestMessage",
+                          Dimensions=[{"Name": "QueueName", "Value": aws.queue_name(queue_url)}],
+                          StartTime=now - timedelta(minutes=5), EndTime=now, Period=60,
+                          Statistics=["Maximum"])["Datapoints"]
     except Exception:  # noqa: BLE001 - optional: no permission, or an endpoint without metrics
         return None
     if not points:
         return None
     return max(points, key=lambda p: p["Timestamp"])["Maximum"]
-
-
-def _batch_started(batch_id: str) -> datetime | None:
-    try:
-        return datetime.strptime(batch_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def dlq_url_of(queue_url: str, redrive_policy: str) -> str:
-    arn = json.loads(redrive_policy)["deadLetterTargetArn"]
-    _, _, _, _, account, name = arn.split(":", 5)
-    return f"{queue_url.rsplit('/', 2)[0]}/{account}/{name}"
 
 
 # --------------------------------------------------------------------------- wait
@@ -248,38 +296,3 @@ def wait_for_batch(clients, *, bucket: str, batch_id: str, interval_s: float = 5
         if status.finished or (timeout_s is not None and clock() - started >= timeout_s):
             return status
         sleep(interval_s)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def progress_line(s: BatchStatus) -> str:
-    pct = 100 * (s.done + s.failed) / s.total if s.total else 100
-    parts = [f"batch {s.batch_id}", f"{s.done}/{s.total} done ({pct:.0f}%)", f"{s.failed} failed",
-             f"{s.in_progress} in progress", f"{s.waiting} waiting"]
-    if s.jobs_per_s:
-        parts.append(f"{s.jobs_per_s:g} jobs/s")
-    if s.eta_s is not None and not s.finished:
-        parts.append(f"ETA {int(s.eta_s)}s")
-    return "  ".join(parts)
-
-
-def report_lines(s: BatchStatus, *, max_failures: int = 20) -> list[str]:
-    lines = [progress_line(s)]
-    q = []
-    if s.queue_visible is not None:
-        q.append(f"queue: {s.queue_visible} visible, {s.queue_in_flight} in flight")
-    if s.dlq_visible is not None:
-        q.append(f"dead-letter queue: {s.dlq_visible}")
-    q.append("oldest message: " + (f"{s.oldest_age_s:.0f}s" if s.oldest_age_s is not None else "n/a"))
-    lines.append("; ".join(q))
-    if s.failures:
-        lines.append(f"failed ({s.failed}):")
-        for f in s.failures[:max_failures]:
-            tail = (f.get("stderr_tail") or "").strip().splitlines()
-            detail = f" | {tail[-1]}" if tail else ""
-            lines.append(f"  {message.printable(f['input_key'])}: {f.get('reason')} "
-                         f"(attempts: {f.get('attempts')}){detail}")
-        if s.failed > len(s.failures[:max_failures]):
-            lines.append(f"  … and {s.failed - len(s.failures[:max_failures])} more (--json for all counts)")
-    return lines

@@ -7,7 +7,11 @@ import os
 import queue as queue_mod
 import sqlite3
 import threading
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from ..records import SENT, JournalRow, RecordError
+
+_COLUMNS = "rel, size, mtime_ns, etag, state, batch_id"
 
 
 def default_state_dir() -> str:
@@ -25,9 +29,9 @@ def journal_path(state_dir: str, config, queue_url: str) -> str:
 class Journal:
     """What this directory → (bucket, queue) pairing has uploaded and sent, on disk (flat memory).
 
-    ``files`` rows are written after the fact: ``uploaded`` once S3 answered the PUT, ``sent``
-    once SQS accepted the message. A crash can therefore lose at most the rows of requests in
-    flight, which the rerun redoes (an upload) or duplicates (one batch per sender thread).
+    Rows are written after the fact: ``uploaded`` once S3 answered the PUT, ``sent`` once SQS
+    accepted the message. A crash can therefore lose at most the rows of requests in flight, which
+    the rerun redoes (an upload) or duplicates (one batch per sender thread).
 
     One writer thread commits whatever rows are waiting in a single transaction (group commit),
     so thousands of uploads a second do not queue behind one commit each; ``record(wait=True)``
@@ -55,22 +59,31 @@ class Journal:
         self._writer = threading.Thread(target=self._write_loop, daemon=True, name="journal")
         self._writer.start()
 
-    def lookup(self, rel: str):
+    def lookup(self, rel: str) -> JournalRow | None:
+        """The row of ``rel``; None when there is none or it cannot be read (the file is sent again)."""
         if self.empty:
             return None
+        query = f"SELECT {_COLUMNS} FROM files WHERE rel=?"
         if self._reader is self._db:
             with self._lock:
-                return self._db.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
-                                        (rel,)).fetchone()
-        return self._reader.execute("SELECT size, mtime_ns, etag, state, batch_id FROM files WHERE rel=?",
-                                    (rel,)).fetchone()
+                found = self._db.execute(query, (rel,)).fetchone()
+        else:
+            found = self._reader.execute(query, (rel,)).fetchone()
+        try:
+            return JournalRow.from_tuple(found) if found else None
+        except RecordError:
+            return None
 
-    def record(self, rows: list[tuple], state: str, *, wait: bool = True) -> None:
-        """rows: (rel, size, mtime_ns, etag, batch_id)."""
+    def record(self, rows: Iterable[JournalRow], *, wait: bool = True) -> None:
+        """Write ``rows`` (replacing earlier rows of the same files); ``wait``: until durable."""
         done = threading.Event() if wait else None
-        self._pending.put((rows, state, done))
+        self._pending.put(([row.as_tuple() for row in rows], done))
         if done:
             done.wait()
+
+    def flush(self) -> None:
+        """Return once everything recorded so far is committed."""
+        self.record([])
 
     def _write_loop(self) -> None:
         while True:
@@ -80,20 +93,18 @@ class Journal:
                     items.append(self._pending.get_nowait())
                 except queue_mod.Empty:
                     break
-            stop = any(item is None for item in items)
             work = [item for item in items if item is not None]
             if work:
                 with self._lock:
                     self._db.execute("BEGIN")
-                    for rows, state, _ in work:
-                        self._db.executemany(
-                            "INSERT OR REPLACE INTO files (rel, size, mtime_ns, etag, state, batch_id)"
-                            " VALUES (?, ?, ?, ?, ?, ?)", [(r[0], r[1], r[2], r[3], state, r[4]) for r in rows])
+                    for rows, _ in work:
+                        self._db.executemany(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                                             rows)
                     self._db.execute("COMMIT")
-                for _, _, done in work:
+                for _, done in work:
                     if done:
                         done.set()
-            if stop:
+            if len(work) < len(items):  # close() was among them
                 return
 
     def get_meta(self, k: str) -> str | None:
@@ -108,16 +119,25 @@ class Journal:
             else:
                 self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
 
-    def batch_rows(self, batch_id: str) -> Iterator[tuple]:
-        self.record([], "sent")  # everything recorded so far is committed
+    def sent_totals(self, batch_id: str) -> tuple[int, int]:
+        """(files, bytes) of ``batch_id`` recorded as sent."""
+        self.flush()
         with self._lock:
-            rows = self._db.execute("SELECT rel, size, etag FROM files WHERE batch_id=? AND state='sent' ORDER BY rel",
-                                    (batch_id,))
+            count, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
+                                            " WHERE batch_id=? AND state=?", (batch_id, SENT)).fetchone()
+        return count, total
+
+    def sent_rows(self, batch_id: str) -> Iterator[JournalRow]:
+        """The files of ``batch_id`` recorded as sent, by name, a thousand rows at a time."""
+        self.flush()
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM files WHERE batch_id=? AND state=? ORDER BY rel",
+                                    (batch_id, SENT))
             while True:
                 chunk = rows.fetchmany(1000)
                 if not chunk:
                     return
-                yield from chunk
+                yield from (JournalRow.from_tuple(row) for row in chunk)
 
     def close(self):
         self._pending.put(None)

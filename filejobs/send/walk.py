@@ -46,22 +46,8 @@ def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), ex
             for entry in it:
                 name = entry.name
                 rel = f"{rel_dir}/{name}" if rel_dir else name
-                try:
-                    is_link = entry.is_symlink()
-                    if is_link and not follow_symlinks:
-                        warn(f"skipped symlink {printable(rel)} (use --follow-symlinks to follow links inside the directory)")
-                        continue
-                    if is_link:
-                        target = os.path.realpath(entry.path)
-                        if not (target == real_root or target.startswith(real_root + os.sep)):
-                            warn(f"skipped symlink {printable(rel)}: it points outside the directory")
-                            continue
-                    st = os.stat(entry.path)  # follows a permitted link
-                except FileNotFoundError:
-                    warn(f"skipped {printable(rel)}: vanished or dangling link")
-                    continue
-                except OSError as exc:
-                    fail(rel, f"cannot stat: {exc.strerror}")
+                st = _stat(entry, rel, real_root, follow_symlinks=follow_symlinks, warn=warn, fail=fail)
+                if st is None:
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     if not recursive or _excluded(rel + "/", name, exclude):
@@ -82,6 +68,26 @@ def walk(root: str, *, recursive: bool = True, include: tuple[str, ...] = (), ex
                     yield LocalFile(path=entry.path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
                 else:
                     warn(f"skipped {printable(rel)}: not a regular file (socket, FIFO or device)")
+
+
+def _stat(entry: os.DirEntry, rel: str, real_root: str, *, follow_symlinks: bool, warn, fail) -> os.stat_result | None:
+    """The entry's stat (through a permitted link), or None once it was warned about or failed."""
+    try:
+        is_link = entry.is_symlink()
+        if is_link and not follow_symlinks:
+            warn(f"skipped symlink {printable(rel)} (use --follow-symlinks to follow links inside the directory)")
+            return None
+        if is_link:
+            target = os.path.realpath(entry.path)
+            if not (target == real_root or target.startswith(real_root + os.sep)):
+                warn(f"skipped symlink {printable(rel)}: it points outside the directory")
+                return None
+        return os.stat(entry.path)  # follows a permitted link
+    except FileNotFoundError:
+        warn(f"skipped {printable(rel)}: vanished or dangling link")
+    except OSError as exc:
+        fail(rel, f"cannot stat: {exc.strerror}")
+    return None
 
 
 def _dir_id(path):

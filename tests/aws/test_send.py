@@ -1,15 +1,18 @@
-"""sendjobs' library: walking, planning, uploading, enqueueing, resuming, the manifest."""
+"""sendjobs' library on moto: uploading, enqueueing, resuming, the manifest, the request floor.
+
+The walk, the plan and the journal on their own are in tests/unit/test_send_*.py."""
 
 import json
 import os
-import socket
 
 import pytest
 
 from filejobs import message
-from filejobs.send import sender as submit
-from filejobs.send import SendConfig, Sender
-from filejobs.send.walk import walk
+from filejobs.records import JournalRow
+from filejobs.send import FatalSendError, SendConfig, Sender
+from filejobs.send import sender as sender_module
+from filejobs.send.journal import Journal, journal_path
+from filejobs.send.pipeline import SEND_ATTEMPTS
 from filejobs.transfer import MiB, TransferConfig
 from testing.helpers import list_keys, drain_queue
 
@@ -20,95 +23,6 @@ def make_tree(root, files):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
     return root
-
-
-def rels(files):
-    return sorted(f.rel for f in files)
-
-
-# --------------------------------------------------------------------------- walk
-
-
-def test_the_walk_is_recursive_and_keys_use_forward_slashes(tmp_path):
-    make_tree(tmp_path, {"a.txt": "1", "sub/b.txt": "2", "sub/deeper/c.txt": "3"})
-    assert rels(walk(str(tmp_path))) == ["a.txt", "sub/b.txt", "sub/deeper/c.txt"]
-
-
-def test_no_recursive_gives_the_original_flat_listing(tmp_path):
-    make_tree(tmp_path, {"a.txt": "1", "sub/b.txt": "2"})
-    assert rels(walk(str(tmp_path), recursive=False)) == ["a.txt"]
-
-
-def test_include_and_exclude_globs_match_the_relative_path_or_the_name(tmp_path):
-    make_tree(tmp_path, {"a.jpg": "", "b.txt": "", "tmp/c.jpg": "", "keep/d.jpg": ""})
-    assert rels(walk(str(tmp_path), include=("*.jpg",), exclude=("tmp",))) == ["a.jpg", "keep/d.jpg"]
-    assert rels(walk(str(tmp_path), exclude=("keep/*", "*.txt"))) == ["a.jpg", "tmp/c.jpg"]
-
-
-def test_symlinks_are_skipped_with_a_warning_by_default(tmp_path):
-    make_tree(tmp_path, {"real.txt": "x"})
-    os.symlink(tmp_path / "real.txt", tmp_path / "link.txt")
-    warnings = []
-    assert rels(walk(str(tmp_path), warn=warnings.append)) == ["real.txt"]
-    assert "skipped symlink 'link.txt'" in warnings[0]
-
-
-def test_followed_symlinks_never_leave_the_directory(tmp_path):
-    outside = make_tree(tmp_path / "outside", {"secret.txt": "s"})
-    root = make_tree(tmp_path / "root", {"real.txt": "x", "dir/inner.txt": "y"})
-    os.symlink(root / "real.txt", root / "inside-link.txt")
-    os.symlink(outside / "secret.txt", root / "outside-link.txt")
-    os.symlink(outside, root / "outside-dir")
-    os.symlink(root, root / "dir" / "loop")
-    warnings = []
-    found = rels(walk(str(root), follow_symlinks=True, warn=warnings.append))
-    assert found == ["dir/inner.txt", "inside-link.txt", "real.txt"]
-    assert sum("points outside" in w for w in warnings) == 2
-    assert any("link cycle" in w for w in warnings)
-
-
-def test_sockets_and_fifos_are_skipped_with_a_warning(tmp_path):
-    make_tree(tmp_path, {"ok.txt": "x"})
-    os.mkfifo(tmp_path / "pipe")
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(tmp_path / "sock"))
-    warnings = []
-    try:
-        assert rels(walk(str(tmp_path), warn=warnings.append)) == ["ok.txt"]
-    finally:
-        sock.close()
-    assert len(warnings) == 2 and all("not a regular file" in w for w in warnings)
-
-
-def test_the_walk_is_lazy(tmp_path):
-    make_tree(tmp_path, {f"d{i}/f.txt": "" for i in range(50)})
-    it = walk(str(tmp_path))
-    assert next(it).rel.endswith("/f.txt")  # a generator: nothing is listed up front
-
-
-def test_names_that_cannot_be_s3_keys_are_reported():
-    assert "UTF-8" in submit.key_problem("input/", "bad\udcff.txt")
-    assert "1024" in submit.key_problem("input/", "x" * 1100)
-    assert submit.key_problem("input/", "ok name $(x).txt") is None
-
-
-# --------------------------------------------------------------------------- plan
-
-
-def local(size=3, mtime=10):
-    return submit.LocalFile(path="p", rel="r", size=size, mtime_ns=mtime)
-
-
-@pytest.mark.parametrize("previous, force, action", [
-    (None, False, submit.UPLOAD),
-    ((3, 10, '"e"', "sent", "b"), False, submit.SKIP),
-    ((3, 10, '"e"', "uploaded", "b"), False, submit.SEND_ONLY),
-    ((4, 10, '"e"', "sent", "b"), False, submit.UPLOAD),
-    ((3, 11, '"e"', "sent", "b"), False, submit.UPLOAD),
-    ((3, 10, '"e"', "sent", "b"), True, submit.UPLOAD),
-])
-def test_the_plan_skips_only_files_already_sent_unchanged(previous, force, action):
-    assert submit.plan(local(), previous, force=force) == action
 
 
 # --------------------------------------------------------------------------- the run
@@ -177,11 +91,12 @@ def test_files_uploaded_but_not_sent_are_sent_without_a_second_upload(tmp_path, 
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"a.txt": "alpha", "b.txt": "beta"})
     cfg = config(tmp_path, res, data)
-    journal = submit.Journal(submit.journal_path(cfg.state_dir, cfg, res.queue_url))
+    journal = Journal(journal_path(cfg.state_dir, cfg, res.queue_url))
     journal.set_meta("open_batch", "20260101T000000Z-abcdef")
     st = os.stat(data / "a.txt")
     put = mocked.s3.put_object(Bucket=res.bucket, Key="input/a.txt", Body=b"alpha")
-    journal.record([("a.txt", st.st_size, st.st_mtime_ns, put["ETag"], "20260101T000000Z-abcdef")], "uploaded")
+    journal.record([JournalRow(rel="a.txt", size=st.st_size, mtime_ns=st.st_mtime_ns, etag=put["ETag"],
+                               state="uploaded", batch_id="20260101T000000Z-abcdef")])
     journal.close()
     summary = Sender(cfg, mocked).run()
     assert summary.batch_id == "20260101T000000Z-abcdef"  # the interrupted batch is resumed
@@ -191,7 +106,7 @@ def test_files_uploaded_but_not_sent_are_sent_without_a_second_upload(tmp_path, 
 def test_a_vanished_file_is_reported_by_name_and_gets_no_job(tmp_path, mocked, make_resources, monkeypatch):
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"a.txt": "alpha", "gone.txt": "soon"})
-    real_walk = submit.walk
+    real_walk = sender_module.walk
 
     def walk_then_delete(*args, **kw):
         for f in real_walk(*args, **kw):
@@ -199,7 +114,7 @@ def test_a_vanished_file_is_reported_by_name_and_gets_no_job(tmp_path, mocked, m
                 os.unlink(f.path)
             yield f
 
-    monkeypatch.setattr(submit, "walk", walk_then_delete)
+    monkeypatch.setattr(sender_module, "walk", walk_then_delete)
     summary = Sender(config(tmp_path, res, data), mocked).run()
     assert (summary.files_sent, summary.files_failed, summary.ok) == (1, 1, False)
     assert summary.failures[0].rel == "gone.txt" and "cannot read" in summary.failures[0].reason
@@ -211,7 +126,7 @@ def test_a_missing_bucket_stops_the_run_and_sends_nothing(tmp_path, mocked, make
     data = make_tree(tmp_path / "data", {f"f{i}.txt": "x" for i in range(20)})
     cfg = config(tmp_path, res, data)
     cfg = SendConfig(**{**cfg.__dict__, "bucket": "no-such-bucket-here"})
-    with pytest.raises(submit.FatalSendError, match="bucket no-such-bucket-here does not exist"):
+    with pytest.raises(FatalSendError, match="bucket no-such-bucket-here does not exist"):
         Sender(cfg, mocked).run()
     assert jobs_in(mocked, res) == []
 
@@ -220,7 +135,7 @@ def test_a_missing_queue_is_one_line_before_anything_is_uploaded(tmp_path, mocke
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"a.txt": "x"})
     cfg = SendConfig(**{**config(tmp_path, res, data).__dict__, "queue": "no-such-queue"})
-    with pytest.raises(submit.FatalSendError, match="queue no-such-queue does not exist"):
+    with pytest.raises(FatalSendError, match="queue no-such-queue does not exist"):
         Sender(cfg, mocked).run()
     assert list_keys(mocked.s3, res.bucket) == []
 
@@ -278,3 +193,82 @@ def test_the_tools_own_state_folder_inside_the_directory_is_not_uploaded(tmp_pat
                      mocked).run()
     assert (summary.files_sent, summary.files_failed) == (1, 0)
     assert list_keys(mocked.s3, res.bucket, "input/") == ["input/a.txt"]
+
+
+# --------------------------------------------------------------------------- SendMessageBatch's partial failures
+
+
+class PartlyFailingSqs:
+    """moto's SQS, but SendMessageBatch fails the entries ``verdict(body, call)`` names: "refuse"
+    (the sender's fault), "fail" (the server's: retried) or an exception to raise for the call."""
+
+    def __init__(self, sqs, verdict):
+        self.real = sqs
+        self.verdict = verdict
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def send_message_batch(self, QueueUrl, Entries):
+        self.calls += 1
+        verdicts = {e["Id"]: self.verdict(e["MessageBody"], self.calls) for e in Entries}
+        for v in verdicts.values():
+            if isinstance(v, Exception):
+                raise v
+        passing = [e for e in Entries if verdicts[e["Id"]] is None]
+        response = self.real.send_message_batch(QueueUrl=QueueUrl, Entries=passing) if passing else {}
+        failed = [{"Id": i, "SenderFault": v == "refuse", "Code": "X",
+                   "Message": "message body too odd" if v == "refuse" else "try again"}
+                  for i, v in verdicts.items() if v is not None]
+        return {"Successful": response.get("Successful", []), "Failed": failed}
+
+
+def with_sqs(clients, sqs):
+    return type(clients)(s3=clients.s3, sqs=sqs, session=clients.session, target=clients.target)
+
+
+def test_a_message_sqs_refuses_fails_its_file_with_sqs_reason(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    data = make_tree(tmp_path / "data", {"good.txt": "g", "odd.txt": "o"})
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "refuse" if "odd.txt" in body else None)
+    summary = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=lambda _: None).run()
+    assert (summary.files_sent, summary.files_failed) == (1, 1)
+    assert (summary.failures[0].rel, summary.failures[0].reason) == ("odd.txt",
+                                                                     "SQS refused the message: message body too odd")
+    assert [j.input_key for j in jobs_in(mocked, res)] == ["input/good.txt"]
+
+
+def test_entries_sqs_fails_for_a_while_are_retried_and_sent_once(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    data = make_tree(tmp_path / "data", {f"f{i}.txt": "x" for i in range(5)})
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, call: "fail" if "f3" in body and call < 3 else None)
+    slept = []
+    summary = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=slept.append).run()
+    assert (summary.files_sent, summary.files_failed) == (5, 0)
+    assert len(slept) == 2 and [j.input_key for j in jobs_in(mocked, res)].count("input/f3.txt") == 1
+
+
+def test_entries_sqs_keeps_failing_are_named_and_a_rerun_sends_only_them(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    data = make_tree(tmp_path / "data", {"a.txt": "a", "b.txt": "b"})
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "fail" if "b.txt" in body else None)
+    slept = []
+    first = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=slept.append).run()
+    assert (first.files_sent, first.files_failed, len(slept)) == (1, 1, SEND_ATTEMPTS - 1)
+    assert first.failures[0].reason == "SQS kept failing to accept the message; rerun to resend"
+    rerun = Sender(config(tmp_path, res, data), mocked).run()
+    assert (rerun.batch_id, rerun.files_sent, rerun.files_skipped, rerun.files_uploaded) == (first.batch_id, 1, 1, 0)
+    assert [j.input_key for j in jobs_in(mocked, res)] == ["input/a.txt", "input/b.txt"]
+
+
+def test_access_denied_on_send_stops_the_run_with_one_line(tmp_path, mocked, make_resources):
+    from botocore.exceptions import ClientError
+
+    res = make_resources(mocked)
+    data = make_tree(tmp_path / "data", {f"f{i}.txt": "x" for i in range(30)})
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "SendMessageBatch")
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: denied)
+    with pytest.raises(FatalSendError, match="access denied for SendMessageBatch"):
+        Sender(config(tmp_path, res, data, concurrency=1), with_sqs(mocked, sqs)).run()
+    assert sqs.calls == 1 and jobs_in(mocked, res) == []

@@ -1,16 +1,20 @@
-"""Seeing and steering a batch: status counts, failure reasons, wait, redrive, request cost."""
+"""Seeing and steering a batch on moto: status counts, failure reasons, wait, redrive, request cost.
+
+The arithmetic behind a status (which output or failure record is whose) is in
+tests/unit/test_status_arithmetic.py; the printed lines in tests/unit/test_status_view.py."""
 
 import json
 
 from click.testing import CliRunner
 
 from filejobs import cli as jobctl
-from filejobs import message
+from filejobs import message, statusview
 from filejobs.ops import redrive, status
-from testing.recorder import CallRecorder
+from filejobs.records import ErrorRecord, ManifestEntry, ManifestHeader
 from filejobs.runner import CommandRunner
 from filejobs.send import SendConfig, Sender
 from filejobs.worker import Worker, WorkerConfig
+from testing.recorder import CallRecorder
 
 
 def submit(tmp_path, clients, res, names):
@@ -23,7 +27,9 @@ def submit(tmp_path, clients, res, names):
 
 
 def work(tmp_path, clients, res, argv):
-    cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.5,
+    # Idle = an empty receive after the last job ended, so the failed jobs' last receive (which moves
+    # them to the dead-letter queue) has happened; a short idle time is enough.
+    cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.1,
                        wait_time_s=0, retry_base_s=0)
     return Worker(cfg, clients, CommandRunner(argv)).run()
 
@@ -37,13 +43,13 @@ def test_status_counts_done_failed_in_progress_and_waiting(tmp_path, mocked, mak
     sent = submit(tmp_path, mocked, res, ["a", "b", "c", "d", "e"])
     mocked.s3.put_object(Bucket=res.bucket, Key="output/a.out", Body=b"A")
     mocked.s3.put_object(Bucket=res.bucket, Key="output/b.out/page-1.txt", Body=b"B")  # a directory output
-    mocked.s3.put_object(Bucket=res.bucket, Key=f"errors/{sent.batch_id}/c.json",
-                         Body=json.dumps({"reason": "exit code 4", "attempts": 3, "exit_code": 4}))
+    mocked.s3.put_object(Bucket=res.bucket, Key=f"errors/{sent.batch_id}/c.json", Body=ErrorRecord(
+        input_key="input/c", batch_id=sent.batch_id, attempts=3, reason="exit code 4", exit_code=4).encode())
     mocked.sqs.receive_message(QueueUrl=res.queue_url, MaxNumberOfMessages=1)  # one job in flight
     s = status.batch_status(mocked, bucket=res.bucket, ext=".out")
     assert (s.batch_id, s.total, s.done, s.failed, s.in_progress, s.waiting) == (sent.batch_id, 5, 2, 1, 1, 1)
     assert s.failures == [{"input_key": "input/c", "reason": "exit code 4", "exit_code": 4, "attempts": 3,
-                           "stderr_tail": None}]
+                           "stderr_tail": ""}]
     assert not s.finished
 
 
@@ -56,7 +62,7 @@ def test_failure_reasons_come_from_the_worker(tmp_path, mocked, make_resources):
     (f,) = s.failures
     assert (f["input_key"], f["reason"], f["exit_code"], f["attempts"]) == ("input/bad.txt", "exit code 4", 4, 1)
     assert f["stderr_tail"] == "cannot parse bad.txt"
-    assert "'input/bad.txt': exit code 4 (attempts: 1) | cannot parse bad.txt" in status.report_lines(s)[-1]
+    assert "'input/bad.txt': exit code 4 (attempts: 1) | cannot parse bad.txt" in statusview.report_lines(s)[-1]
 
 
 def test_wait_returns_once_every_job_is_done(tmp_path, mocked, make_resources):
@@ -130,17 +136,28 @@ def test_redrive_cli_reports_a_count(tmp_path, mocked, make_resources):
     assert result.exit_code == 0 and "1 messages in the dead-letter queue would be moved" in result.stderr
 
 
+def seed_objects(bucket, keys, body=b""):
+    """Put objects straight into mock_aws's S3: through botocore each costs ~4 ms (2,200 of them, 9 s);
+    the code under test still reads them through botocore."""
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    backend = get_backend("s3")[DEFAULT_ACCOUNT_ID]["aws"]
+    for key in keys:
+        backend.put_object(bucket, key, body)
+
+
 def test_a_status_of_1000_jobs_costs_a_handful_of_requests(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
     batch = "20260101T000000Z-abcdef"
-    header = {"batch_id": batch, "bucket": res.bucket, "input_prefix": "input/", "output_prefix": "output/",
-              "queue_url": res.queue_url, "files": 1000}
-    lines = [json.dumps(header)] + [json.dumps({"key": f"input/m/{i:04d}", "size": 1}) for i in range(1000)]
+    header = ManifestHeader(batch_id=batch, bucket=res.bucket, input_prefix="input/", output_prefix="output/",
+                            queue_url=res.queue_url, files=1000, bytes=1000)
+    lines = [header.encode()] + [ManifestEntry(key=f"input/m/{i:04d}", size=1).encode() for i in range(1000)]
     mocked.s3.put_object(Bucket=res.bucket, Key=message.manifest_key("batches/", batch), Body="\n".join(lines))
-    for i in range(0, 1000, 2):
-        mocked.s3.put_object(Bucket=res.bucket, Key=f"output/m/{i:04d}.out", Body=b"")
-    for i in range(1200):  # other batches' outputs outside this batch's key range are not listed
-        mocked.s3.put_object(Bucket=res.bucket, Key=f"output/a-other/{i:04d}.out", Body=b"")
+    seed_objects(res.bucket, [f"output/m/{i:04d}.out" for i in range(0, 1000, 2)])
+    # Other batches' outputs outside this batch's key range are not listed: without StartAfter the
+    # 1,700 keys would take two pages.
+    seed_objects(res.bucket, [f"output/a-other/{i:04d}.out" for i in range(1200)])
     recorder = CallRecorder()
     recorder.attach(mocked.s3)
     recorder.attach(mocked.sqs)
@@ -148,7 +165,29 @@ def test_a_status_of_1000_jobs_costs_a_handful_of_requests(tmp_path, mocked, mak
     assert (s.total, s.done, s.waiting) == (1000, 500, 500)
     s3_sqs = recorder.total_calls()
     assert s3_sqs <= 7, recorder.by_operation  # GET manifest, 1 LIST outputs, 1 LIST errors, 2 queue attributes
+    assert recorder.by_operation["s3:ListObjectsV2"] == 2
     assert s.requests <= 8  # + CloudWatch for the oldest message's age
+
+
+def test_an_unreadable_failure_record_still_counts_its_job_as_failed(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    sent = submit(tmp_path, mocked, res, ["a", "b"])
+    mocked.s3.put_object(Bucket=res.bucket, Key=f"errors/{sent.batch_id}/a.json", Body=b"{truncated")
+    s = status.batch_status(mocked, bucket=res.bucket)
+    assert (s.done, s.failed, s.waiting) == (0, 1, 1)
+    assert s.failures[0]["input_key"] == "input/a"
+    assert s.failures[0]["reason"] == "failure record unreadable: failure record is not JSON (JSONDecodeError)"
+
+
+def test_a_batch_without_a_manifest_or_with_a_broken_one_is_one_line(tmp_path, mocked, make_resources):
+    res = make_resources(mocked)
+    result = CliRunner().invoke(jobctl.cli, ["status", res.bucket, "20260101T000000Z-abcdef"], prog_name="jobctl")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"jobctl: error: batch 20260101T000000Z-abcdef has no manifest at "
+                                     f"s3://{res.bucket}/batches/20260101T000000Z-abcdef/manifest.jsonl")
+    mocked.s3.put_object(Bucket=res.bucket, Key="batches/x/manifest.jsonl", Body=b'{"v": 9}\n')
+    broken = CliRunner().invoke(jobctl.cli, ["status", res.bucket, "x"], prog_name="jobctl")
+    assert broken.exit_code == 1 and "cannot be read: manifest header has version 9" in broken.stderr
 
 
 def test_a_partial_redrive_clears_only_the_failure_records_of_what_it_moved(tmp_path, mocked, make_resources):

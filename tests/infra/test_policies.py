@@ -32,6 +32,7 @@ from testing import policy
 from testing.recorder import CallRecorder
 from filejobs.ec2 import InstanceProtector
 from filejobs.message import Allowed, Job
+from filejobs.records import JournalRow
 from filejobs.runner import CommandRunner
 from filejobs.send import SendConfig, Sender
 from filejobs.send.journal import Journal, journal_path
@@ -210,7 +211,8 @@ def _scenario(tmp) -> dict:
     journal = Journal(journal_path(state, config, sender.queue_url))
     big = os.stat(plain / "big.bin")
     head = setup.s3.head_object(Bucket=BUCKET, Key="input/big.bin")
-    journal.record([("big.bin", big.st_size, big.st_mtime_ns, head["ETag"], first.batch_id)], "uploaded")
+    journal.record([JournalRow(rel="big.bin", size=big.st_size, mtime_ns=big.st_mtime_ns, etag=head["ETag"],
+                               state="uploaded", batch_id=first.batch_id)])
     journal.set_meta("open_batch", first.batch_id)
     journal.close()
     resumed = Sender(config, sender_clients).run()
