@@ -71,6 +71,7 @@ class Inflight:
         self._in_slot = 0
         self._dispatched = 0
         self._last_activity = clock()
+        self._cancelled = False
 
     # ------------------------------------------------------------------ the poller's side
 
@@ -80,6 +81,8 @@ class Inflight:
         with self._lock:
             for lease in leases:
                 self._leases[id(lease)] = lease
+                if self._cancelled:  # received by a long poll that outlived an abort
+                    lease.cancel.set()
             self._in_slot += len(leases)
             self._dispatched += len(leases)
             self._last_activity = now
@@ -171,7 +174,9 @@ class Inflight:
             self._changed.notify_all()
 
     def cancel_all(self) -> None:
+        """Cancel every lease held, and every one admitted from now on."""
         with self._lock:
+            self._cancelled = True
             for lease in self._leases.values():
                 lease.cancel.set()
 

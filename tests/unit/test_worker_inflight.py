@@ -78,8 +78,9 @@ def test_settling_waits_for_a_heartbeat_in_progress_so_a_release_is_never_undone
     assert order == ["beaten", "settling"]  # ...until the beat is over
 
 
-def test_cancel_all_reaches_every_held_lease():
+def test_cancel_all_reaches_every_held_lease_and_any_admitted_later():
     p = Parts(concurrency=2)
     leases = admit(p.inflight, body("input/a"), body("input/b"))
     p.inflight.cancel_all()
+    leases += admit(p.inflight, body("input/c"))  # a long poll that returned after the abort
     assert all(lease.cancel.is_set() for lease in leases)
