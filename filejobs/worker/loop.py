@@ -114,6 +114,9 @@ class Worker:
         self._stop_requests = 0
         self._draining = threading.Event()
         self._finished = threading.Event()
+        # Set when something the supervisor waits for happened (finished, idle, fatal): it need not
+        # wait out its tick.
+        self._progress = threading.Event()
         self._inflight = Inflight(concurrency=config.concurrency, clock=clock)
         self._work: queue_mod.Queue = queue_mod.Queue()
 
@@ -189,6 +192,7 @@ class Worker:
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.fatal = self.fatal or exc
+        self._progress.set()
 
     def _supervise(self, poller: threading.Thread) -> Decision:
         rule = Supervisor(grace_s=self.c.grace_s)
@@ -203,7 +207,8 @@ class Worker:
                                    finished=self._finished.is_set(), fatal=self.fatal is not None)
             if decision is not Decision.GO_ON:
                 return decision
-            self.sleep(SUPERVISE_EVERY_S)
+            self._progress.wait(SUPERVISE_EVERY_S)
+            self._progress.clear()
 
     def _shutdown(self, poller: threading.Thread, settler: Settler, *, aborting: bool) -> None:
         self._draining.set()
@@ -263,6 +268,7 @@ class Worker:
         dispatched = self._inflight.dispatched
         if self.c.max_jobs is not None and dispatched >= self.c.max_jobs:
             self._finished.set()
+            self._progress.set()
             return None
         cap = MAX_ENTRIES if self.c.max_jobs is None else min(MAX_ENTRIES, self.c.max_jobs - dispatched)
         return self._inflight.wait_for_slots(cap=cap, linger_s=self.c.batch_linger_s, stopping=self._draining.is_set)
@@ -289,6 +295,7 @@ class Worker:
             return False
         self.log("idle", seconds=self.c.exit_when_idle_s)
         self._finished.set()
+        self._progress.set()
         return True
 
     # ------------------------------------------------------------------ one job thread
@@ -304,8 +311,10 @@ class Worker:
                 self.log("error", during="job", error=aws.describe(exc))
             finally:
                 idle = self._inflight.finish(lease)
-            if idle and self.protector:
-                self.protector.set_busy(False)
+            if idle:
+                self._progress.set()
+                if self.protector:
+                    self.protector.set_busy(False)
 
 
 def _thread(name: str, target, *args) -> threading.Thread:

@@ -27,7 +27,7 @@ def send(clients, res, key, data=b"payload", *, etag=None, **kw):
 
 
 def worker(tmp_path, clients, res, runner, **kw):
-    kw.setdefault("exit_when_idle_s", 0.1)
+    kw.setdefault("exit_when_idle_s", 0.05)
     kw.setdefault("wait_time_s", 0)
     kw.setdefault("retry_base_s", 0)
     cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=kw.pop("extension", ".out"), queue=res.queue_url, **kw)
