@@ -100,6 +100,8 @@ class Result:
     sender_duplicates: int = 0  # messages sent twice for one file (a SendMessageBatch response lost)
     lost: int = 0
     wrong_content: int = 0
+    #: Each wrong output: its key, the bytes expected and the bytes found (both cut to 200), their sizes.
+    wrong_outputs: list = field(default_factory=list)
     extra_outputs: int = 0
     executions: int = 0
     duplicated_executions: int = 0
@@ -313,12 +315,18 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
     res.lost = len(set(want) - out_keys)
     res.extra_outputs = len(out_keys - set(want))
 
-    def check(key: str) -> bool:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read() == want[key]
+    def check(key: str) -> dict | None:
+        got = s3.get_object(Bucket=bucket, Key=key)
+        body = got["Body"].read()
+        if body == want[key]:
+            return None
+        return {"key": key, "expected": want[key][:200], "actual": body[:200], "expected_size": len(want[key]),
+                "actual_size": len(body), "metadata": got.get("Metadata", {}),
+                "writes": [(e.app, e.status) for e in proxy.events if e.op == "s3:PUT" and e.data.get("key") == key]}
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        ok = list(pool.map(check, sorted(set(want) & out_keys)))
-    res.wrong_content = ok.count(False)
+        res.wrong_outputs = [w for w in pool.map(check, sorted(set(want) & out_keys)) if w]
+    res.wrong_content = len(res.wrong_outputs)
 
     with open(exec_log) as fh:
         runs = Counter(line.split(" ", 1)[0] for line in fh if line.strip())

@@ -137,12 +137,26 @@ def _check_job(job: Job) -> None:
         raise MessageError("input_key is not under input_prefix")
     if not job.relative_name:
         raise MessageError("input_key names no file below input_prefix")
+    _check_relative_name(job.relative_name, label="file name" if job.legacy else "input_key below input_prefix")
     for label, key in (("input_key", job.input_key), ("output_prefix", job.output_prefix)):
         check_key(key, label=label)
     if job.size is not None and job.size < 0:
         raise MessageError("field 'size' must not be negative")
     if job.batch_id is not None and not _BATCH_RE.match(job.batch_id):
         raise MessageError("invalid batch_id")
+
+
+def _check_relative_name(name: str, *, label: str) -> None:
+    """The path below the input prefix becomes the path below the output prefix: it must be
+    relative and plain, or ``output/`` + ``/tmp/x`` writes ``output//tmp/x``. No file below a
+    folder has such a path, so sendjobs never sends one."""
+    segments = name.split("/")
+    if name.startswith("/"):
+        raise MessageError(f"{label} is absolute: {printable(name)}")
+    if ".." in segments:
+        raise MessageError(f"{label} has a '..' segment: {printable(name)}")
+    if "" in segments:
+        raise MessageError(f"{label} has an empty segment: {printable(name)}")
 
 
 def check_key(key: str, *, label: str = "key") -> None:

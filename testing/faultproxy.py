@@ -165,20 +165,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _body(self) -> bytes:
+    def _body(self) -> bytes | None:
+        """The request's body; None when the client went away before sending all of it (a worker
+        SIGKILLed mid-upload). Such a request must not reach the endpoint: no server applies a
+        request whose body was cut short, and moto does not check Content-MD5, so forwarding the
+        part that came would store a truncated object."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             for _ in range(1_000_000):
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
                 chunks.append(self.rfile.read(size))
+                if len(chunks[-1]) < size:
+                    return None
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _reset(self) -> None:
         try:
@@ -223,6 +233,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _do(self) -> None:
         owner = self.owner
         body = self._body()
+        if body is None:
+            self.close_connection = True
+            return
         service, op = self._service_op(body)
         opname = f"{service}:{op}"
         ua = self.headers.get("User-Agent", "")

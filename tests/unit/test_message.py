@@ -120,3 +120,25 @@ def test_batch_ids_sort_by_time():
     a = message.new_batch_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "aaaaaa")
     b = message.new_batch_id(datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc), "000000")
     assert a == "20260102T030405Z-aaaaaa" and a < b
+
+
+@pytest.mark.parametrize("file_name, reason", [
+    ("/tmp/x.txt", "file name is absolute"),
+    ("a/../../x.txt", "file name has a '..' segment"),
+    ("a//b.txt", "file name has an empty segment"),
+    ("a/", "file name has an empty segment"),
+])
+def test_a_legacy_file_name_that_is_not_a_plain_relative_path_is_refused(file_name, reason):
+    # Accepted, "input/" + "/tmp/x.txt" would have written "output//tmp/x.txt.out".
+    with pytest.raises(MessageError, match=reason):
+        message.decode(json.dumps(["process", "my-bucket", "input/", "output/", file_name]))
+
+
+@pytest.mark.parametrize("input_key, reason", [
+    ("input//tmp/x.txt", "is absolute"),
+    ("input/a//b.txt", "has an empty segment"),
+])
+def test_a_v1_input_key_with_an_empty_segment_below_its_prefix_is_refused_like_a_legacy_one(input_key, reason):
+    with pytest.raises(MessageError, match=f"input_key below input_prefix {reason}"):
+        message.decode(json.dumps({"v": 1, "bucket": "my-bucket", "input_key": input_key, "input_prefix": "input/",
+                                   "output_prefix": "output/"}))
