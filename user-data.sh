@@ -242,7 +242,7 @@ EOF
 }
 
 configure_logs() {
-    mkdir -p "$LOG_DIR"
+    mkdir -p "$LOG_DIR" "$(dirname "$LOGROTATE_FILE")"
     chmod 0755 "$LOG_DIR"
     printf '%s/*.log {\n    size 100M\n    rotate 2\n    copytruncate\n    missingok\n}\n' "$LOG_DIR" >"$LOGROTATE_FILE"
     if [ -n "$LOG_GROUP" ]; then

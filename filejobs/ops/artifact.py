@@ -145,7 +145,11 @@ def build_filejobs_wheel(dest_dir: str) -> str:
     top_level = (dist.read_text("top_level.txt") or "filejobs\ngetjobs\nsendjobs").split()
     info = f"filejobs-{version}.dist-info"
     entries = [(arc, _read(path)) for name in sorted(top_level) for arc, path in _package_files(name)]
-    entries.append((f"{info}/METADATA", (dist.read_text("METADATA") or "").encode()))
+    # An egg-info (a checkout on sys.path before site-packages) has the same metadata as PKG-INFO.
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if not metadata:
+        raise ArtifactError(f"no metadata for filejobs {version} (reinstall it)")
+    entries.append((f"{info}/METADATA", metadata.encode()))
     entries.append((f"{info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode()))
     entries.append((f"{info}/top_level.txt", ("\n".join(top_level) + "\n").encode()))
     entries.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: filejobs.ops.artifact\n"

@@ -42,6 +42,14 @@ class _Instance:
         return t >= self.protected_from if self.running else t < self.unprotect_at
 
 
+def _next_is_spot(active: list[_Instance], group) -> bool:
+    """The group's InstancesDistribution: OnDemandBaseCapacity first, then the On-Demand percentage."""
+    total = len(active) + 1
+    need = min(total, group.on_demand_base) + math.ceil(
+        max(0, total - group.on_demand_base) * group.on_demand_percent / 100)
+    return sum(not i.spot for i in active) >= need
+
+
 class FleetRun:
     def __init__(self, model: Model, workload: Workload, fleet: Fleet):
         if model.worker is None:
@@ -148,12 +156,8 @@ class FleetRun:
     # ------------------------------------------------------------------ instances
 
     def _launch(self, t: float) -> None:
-        active = [i for i in self.instances if i.active]
-        on_demand = sum(not i.spot for i in active)
-        total, group = len(active) + 1, self.model.group
-        need = min(total, group.on_demand_base) + math.ceil(
-            max(0, total - group.on_demand_base) * group.on_demand_percent / 100)
-        inst = _Instance(len(self.instances), t, t + self.fleet.boot_s, spot=on_demand >= need)
+        spot = _next_is_spot([i for i in self.instances if i.active], self.model.group)
+        inst = _Instance(len(self.instances), t, t + self.fleet.boot_s, spot=spot)
         self.instances.append(inst)
         self._push(inst.ready_s, "ready", inst)
         if self.result.first_instance_s is None:

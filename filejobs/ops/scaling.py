@@ -57,6 +57,15 @@ class Alarm:
     metrics: dict[str, MetricRef]  # id -> metric ("m" for a single-metric alarm)
     expression: Expression
     period: int = 60
+    #: Expressions that return no data, by id, in the order the alarm lists them.
+    intermediates: dict[str, Expression] = field(default_factory=dict)
+
+    def value(self, values: Mapping[str, float | None], last_known: Mapping[str, float | None]) -> float | None:
+        """The alarm's datapoint from its metrics' ``values`` (by id)."""
+        values = dict(values)
+        for ident, expression in self.intermediates.items():
+            values[ident] = expression.evaluate(values, last_known)
+        return self.expression.evaluate(values, last_known)
 
     def breaches(self, value: float | None) -> bool | None:
         if value is None:
@@ -155,17 +164,9 @@ class Model:
     topics: set[str] = field(default_factory=set)
     worker: WorkerSettings | None = None
 
-    @property
-    def min_size(self) -> int:
-        return self.group.min_size
-
-    @property
-    def max_size(self) -> int:
-        return self.group.max_size
-
-    @property
-    def group_name(self) -> str:
-        return self.group.name
+    min_size = property(lambda self: self.group.min_size)
+    max_size = property(lambda self: self.group.max_size)
+    group_name = property(lambda self: self.group.name)
 
     def warmup_s(self, policy: ScalingPolicy) -> int:
         if policy.warmup_s is not None:
@@ -200,7 +201,7 @@ def _policy(pid: str, p: Mapping) -> ScalingPolicy:
 
 
 def _alarm(aid: str, a: Mapping) -> Alarm:
-    metrics = {}
+    metrics, intermediates = {}, {}
     if "Metrics" in a:
         returned = [m for m in a["Metrics"] if m.get("ReturnData", True)]
         if len(returned) != 1:
@@ -208,6 +209,8 @@ def _alarm(aid: str, a: Mapping) -> Alarm:
         for m in a["Metrics"]:
             if "MetricStat" in m:
                 metrics[m["Id"]] = _metric_ref(m["MetricStat"]["Metric"], m["MetricStat"]["Stat"])
+            elif m is not returned[0]:
+                intermediates[m["Id"]] = Expression(m["Expression"])
         ret = returned[0]
         expression = Expression(ret.get("Expression", ret["Id"]))
         periods = {int(m["MetricStat"]["Period"]) for m in a["Metrics"] if "MetricStat" in m}
@@ -222,7 +225,7 @@ def _alarm(aid: str, a: Mapping) -> Alarm:
                  evaluation_periods=evaluation_periods,
                  datapoints_to_alarm=int(a.get("DatapointsToAlarm", evaluation_periods)),
                  treat_missing=a.get("TreatMissingData", "missing"), actions=list(a.get("AlarmActions", [])),
-                 metrics=metrics, expression=expression, period=period)
+                 metrics=metrics, expression=expression, period=period, intermediates=intermediates)
 
 
 def _group(r: Resolver, group_id: str, props: Mapping) -> Group:
@@ -349,7 +352,7 @@ class Rules:
         for name, alarm in self.model.alarms.items():
             keys = self.keys[name]
             last = {mid: self._last_known(key) for mid, key in keys.items()}
-            value = alarm.expression.evaluate({mid: values.get(key) for mid, key in keys.items()}, last)
+            value = alarm.value({mid: values.get(key) for mid, key in keys.items()}, last)
             points[name] = value
             self.history[name].append(value)
             if alarm.in_alarm(self.history[name]):

@@ -6,63 +6,19 @@ action, and scale-in protection while busy."""
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from botocore.stub import Stubber
 
+from testing.imds import FakeImds
 from filejobs.ec2 import (REBALANCE, SPOT_INTERRUPTION, TERMINATING, Imds, InstanceProtector, NoticeWatcher,
                           complete_lifecycle_action, instance_id)
 
 
-class FakeImds:
-    """What EC2's metadata service does with HttpTokens=required: no token, no answer (401); an
-    unknown item is a 404. ``items`` maps a meta-data path to its text; ``revoke()`` expires tokens."""
-
-    def __init__(self):
-        self.items = {"instance-id": "i-0123456789abcdef0", "autoscaling/target-lifecycle-state": "InService"}
-        self.seen: list[tuple[str, str, str | None]] = []
-        self.tokens: set[str] = set()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, code, body=b""):
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_PUT(self):
-                fake.seen.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
-                token = f"token-{len(fake.seen)}"
-                fake.tokens.add(token)
-                self._answer(200, token.encode())
-
-            def do_GET(self):
-                token = self.headers.get("X-aws-ec2-metadata-token")
-                fake.seen.append(("GET", self.path, token))
-                if token not in fake.tokens:
-                    return self._answer(401)
-                item = fake.items.get(self.path.removeprefix("/latest/meta-data/"))
-                self._answer(404) if item is None else self._answer(200, item.encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def revoke(self):
-        self.tokens.clear()
-
-
 @pytest.fixture
 def imds():
-    fake = FakeImds()
-    threading.Thread(target=fake.server.serve_forever, daemon=True).start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    with FakeImds() as fake:
+        yield fake
 
 
 def test_the_instance_id_comes_from_imdsv2_with_a_session_token(imds):
