@@ -331,3 +331,15 @@ def test_a_partial_scale_in_removes_only_unprotected_instances():
         assert sorted(_instances(autoscaling)) == ids[:2]
         group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["workers"])["AutoScalingGroups"][0]
         assert group["DesiredCapacity"] == 1
+
+
+def test_the_replay_and_the_artifact_builder_need_neither_boto3_nor_yaml_to_import():
+    """They ship for `jobctl simulate`/`deploy`; PyYAML is loaded only when a template is read."""
+    import subprocess
+    import sys
+
+    code = ("import sys, filejobs.ops.scaling, filejobs.ops.replay, filejobs.ops.fleet, filejobs.ops.metricmath, "
+            "filejobs.ops.template, filejobs.ops.artifact; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'yaml', 'click') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
