@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import boto3
+import click
 import pytest
 
 import testing.userdata as ud
@@ -204,7 +205,7 @@ def test_the_proposed_settings_are_the_only_unknown_ones(tmp_path):
     import getjobs
 
     env, _ = _write_settings(tmp_path)
-    known = {f"GETJOBS_{p.name.upper()}" for p in getjobs.cli.params if isinstance(p, __import__("click").Option)}
+    known = {f"GETJOBS_{p.name.upper()}" for p in getjobs.cli.params if isinstance(p, click.Option)}
     assert {k for k in env if k.startswith("GETJOBS_")} - known <= set(PROPOSED)
 
 
