@@ -36,12 +36,12 @@ bench/.fauxqs/node_modules/fauxqs:
 bench: $(VENV)/.dev-installed bench/.fauxqs/node_modules/fauxqs
 	$(PY) bench/run_all.py
 
-# Build the wheel and upload it where the workers' user data fetches it (s3://BUCKET/code/).
-artifact: $(VENV)/bin/python
+# Build the pinned wheelhouse (filejobs.ops.artifact) and upload it where the workers' user data
+# fetches it: s3://BUCKET/code/filejobs-<version>-wheelhouse.tar.gz (the stack's CodeKey).
+artifact: $(VENV)/.local-installed
 	@test -n "$(BUCKET)" || { echo "usage: make artifact BUCKET=<bucket>" >&2; exit 2; }
-	rm -rf dist
-	$(PY) -m pip wheel --no-deps -w dist .
-	aws s3 cp dist/filejobs-*.whl s3://$(BUCKET)/code/
+	@ARCHIVE="$$($(PY) -m filejobs.ops.artifact --out dist --cache $(VENV)/wheel-cache)" && \
+	    aws s3 cp "$$ARCHIVE" "s3://$(BUCKET)/code/$$(basename "$$ARCHIVE")"
 
 # Long chaos / fault-injection / SIGTERM-drain runs on a local endpoint (~6 min); prints one table.
 chaos: $(VENV)/.dev-installed

@@ -356,6 +356,9 @@ _AUTOSCALING_GROUP = {
     "UpdateAutoScalingGroup": "autoscaling:UpdateAutoScalingGroup",
     "CompleteLifecycleAction": "autoscaling:CompleteLifecycleAction",
     "RecordLifecycleActionHeartbeat": "autoscaling:RecordLifecycleActionHeartbeat",
+    # Names an instance only; IAM authorizes it on the instance's group, which the caller passes
+    # here as AutoScalingGroupName.
+    "SetInstanceHealth": "autoscaling:SetInstanceHealth",
 }
 #: Describe* calls have no resource-level permissions: their only resource is "*".
 _AUTOSCALING_STAR = {
@@ -366,13 +369,48 @@ _AUTOSCALING_STAR = {
 
 #: Reading metrics has no resource-level permissions either.
 _CLOUDWATCH_STAR = ("GetMetricStatistics", "GetMetricData", "ListMetrics", "DescribeAlarms")
+#: CloudWatch Logs: a log group's streams (what the CloudWatch agent calls).
+_LOGS = {"CreateLogStream": "logs:CreateLogStream", "PutLogEvents": "logs:PutLogEvents",
+         "DescribeLogStreams": "logs:DescribeLogStreams"}
+
+
+def _logs(operation: str, params: Mapping, *, region: str, account: str, partition: str) -> list[Need]:
+    # Checked against the log group's streams, as AWS's own examples grant them ("log-group:NAME:*").
+    group = f"arn:{partition}:logs:{region}:{account}:log-group:{params['logGroupName']}"
+    return [Need(_LOGS[operation], f"{group}:log-stream:{params.get('logStreamName') or '*'}")]
+
+
+def _sqs(operation: str, params: Mapping, *, region: str, account: str, partition: str) -> list[Need] | None:
+    if operation == "GetQueueUrl":
+        account_id = params.get("QueueOwnerAWSAccountId") or account
+        return [Need("sqs:GetQueueUrl", f"arn:{partition}:sqs:{region}:{account_id}:{params['QueueName']}")]
+    if operation == "CreateQueue":
+        return [Need("sqs:CreateQueue", f"arn:{partition}:sqs:{region}:{account}:{params['QueueName']}")]
+    if operation == "ListQueues":
+        return [Need("sqs:ListQueues", "*")]
+    if operation in ("StartMessageMoveTask", "ListMessageMoveTasks"):
+        # A move task reads and deletes from its source (the DLQ) and sends to the destination
+        # (by default the queues the messages came from):
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html
+        source = params["SourceArn"]
+        needs = [Need(f"sqs:{operation}", source)]
+        if operation == "StartMessageMoveTask":
+            needs += [Need(a, source) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                 "sqs:GetQueueAttributes")]
+            if params.get("DestinationArn"):
+                needs.append(Need("sqs:SendMessage", params["DestinationArn"]))
+        return needs
+    if operation in _SQS_QUEUE:
+        arn = queue_arn(params["QueueUrl"], region=region, account=account, partition=partition)
+        return [Need(_SQS_QUEUE[operation], arn)]
+    return None
 
 
 def required(service: str, operation: str, params: Mapping, *, region: str, account: str,
              partition: str = "aws") -> list[Need]:
     """The permissions one API call needs, from its service, operation name and parameters
     (``Bucket``, ``Key``, ``Prefix``, ``Delete``, ``QueueUrl``, ``QueueName``, ``AutoScalingGroupName``,
-    ``SourceArn``/``DestinationArn``). Raises ``UnknownOperation`` for a call it has no rule for and
+    ``SourceArn``/``DestinationArn``, ``Namespace``, ``logGroupName``/``logStreamName``). Raises ``UnknownOperation`` for a call it has no rule for and
     ``KeyError`` when a parameter it needs is missing."""
     if service == "s3":
         bucket_arn = f"arn:{partition}:s3:::{params['Bucket']}"
@@ -388,28 +426,9 @@ def required(service: str, operation: str, params: Mapping, *, region: str, acco
                 context = (("s3:prefix", params.get("Prefix") or ""),)
             return [Need(_S3_BUCKET[operation], bucket_arn, context)]
     elif service == "sqs":
-        if operation == "GetQueueUrl":
-            account_id = params.get("QueueOwnerAWSAccountId") or account
-            return [Need("sqs:GetQueueUrl", f"arn:{partition}:sqs:{region}:{account_id}:{params['QueueName']}")]
-        if operation == "CreateQueue":
-            return [Need("sqs:CreateQueue", f"arn:{partition}:sqs:{region}:{account}:{params['QueueName']}")]
-        if operation == "ListQueues":
-            return [Need("sqs:ListQueues", "*")]
-        if operation in ("StartMessageMoveTask", "ListMessageMoveTasks"):
-            # A move task reads and deletes from its source (the DLQ) and sends to the destination
-            # (by default the queues the messages came from):
-            # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html
-            source = params["SourceArn"]
-            needs = [Need(f"sqs:{operation}", source)]
-            if operation == "StartMessageMoveTask":
-                needs += [Need(a, source) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                                     "sqs:GetQueueAttributes")]
-                if params.get("DestinationArn"):
-                    needs.append(Need("sqs:SendMessage", params["DestinationArn"]))
+        needs = _sqs(operation, params, region=region, account=account, partition=partition)
+        if needs is not None:
             return needs
-        if operation in _SQS_QUEUE:
-            arn = queue_arn(params["QueueUrl"], region=region, account=account, partition=partition)
-            return [Need(_SQS_QUEUE[operation], arn)]
     elif service == "autoscaling":
         if operation in _AUTOSCALING_STAR:
             return [Need(_AUTOSCALING_STAR[operation], "*")]
@@ -419,4 +438,8 @@ def required(service: str, operation: str, params: Mapping, *, region: str, acco
     elif service in ("cloudwatch", "monitoring"):
         if operation in _CLOUDWATCH_STAR:
             return [Need(f"cloudwatch:{operation}", "*")]
+        if operation == "PutMetricData":
+            return [Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),))]
+    elif service == "logs" and operation in _LOGS:
+        return _logs(operation, params, region=region, account=account, partition=partition)
     raise UnknownOperation(f"no IAM mapping for {service}:{operation}")

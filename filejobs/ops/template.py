@@ -63,8 +63,8 @@ def load_template(path_or_text: str | None = None) -> dict:
     """A template file (or its text; default: the one this package ships) as plain dicts and
     lists, short tags in long form."""
     text = path_or_text or TEMPLATE_PATH
-    if "\n" not in path_or_text:
-        with open(path_or_text, encoding="utf-8") as fh:
+    if "\n" not in text:
+        with open(text, encoding="utf-8") as fh:
             text = fh.read()
     yaml, loader = _cfn_loader()
     return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
@@ -75,6 +75,12 @@ class Unresolvable(ValueError):
 
 
 _SUB_RE = re.compile(r"\$\{([^}]*)\}")
+#: What ``Fn::If`` returns to remove a property or a list item.
+NO_VALUE = object()
+_PSEUDO = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
+           "AWS::StackName": "filejobs", "AWS::URLSuffix": "amazonaws.com",
+           "AWS::StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/filejobs/"
+                           "00000000-1111-2222-3333-444444444444"}
 
 
 @dataclass
@@ -84,29 +90,33 @@ class Resolver:
     ``values`` maps a parameter, pseudo parameter (``AWS::Region``) or logical id to what ``Ref``
     returns, and ``"Logical.Attribute"`` to what ``Fn::GetAtt`` returns. An unknown ``Ref`` of a
     resource resolves to its logical id, an unknown ``GetAtt`` to ``"Logical.Attribute"`` and a
-    parameter without value or default to ``"<Name>"``, so references stay recognisable.
+    parameter without value or default to ``"<Name>"``, so references stay recognisable. Conditions
+    are evaluated from the same values; ``Fn::If`` to ``AWS::NoValue`` drops the property or item.
     """
 
     template: dict
     values: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        merged = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
-                  "AWS::StackName": "filejobs", "AWS::URLSuffix": "amazonaws.com"}
+        merged = dict(_PSEUDO)
         for name, spec in (self.template.get("Parameters") or {}).items():
             if "Default" in spec:
-                default = spec["Default"]
-                merged[name] = ",".join(default) if isinstance(default, list) else str(default)
-        merged.update({k: (",".join(v) if isinstance(v, list) else str(v)) if not isinstance(v, str) else v
-                       for k, v in self.values.items()})
+                merged[name] = _text(spec["Default"])
+        merged.update({k: _text(v) for k, v in self.values.items()})
         self.values = merged
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str):
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        parameters = self.template.get("Parameters") or {}
         if name in self.values:
-            return self.values[name]
+            value = self.values[name]
+            if parameters.get(name, {}).get("Type", "").startswith(("CommaDelimitedList", "List<")):
+                return [] if value == "" else value.split(",")
+            return value
         if name in (self.template.get("Resources") or {}):
             return name
-        if name in (self.template.get("Parameters") or {}):
+        if name in parameters:
             return f"<{name}>"  # a parameter with no default and no value: a visible placeholder
         raise Unresolvable(f"Ref to unknown name {name!r}")
 
@@ -130,38 +140,66 @@ class Resolver:
             if "." in inner and not inner.startswith("AWS::"):
                 logical, attribute = inner.split(".", 1)
                 return self.get_att(logical, attribute)
-            return self.ref(inner)
+            return _text(self.ref(inner))
 
         return _SUB_RE.sub(one, text)
+
+    def condition(self, name: str) -> bool:
+        conditions = self.template.get("Conditions") or {}
+        if name not in conditions:
+            raise Unresolvable(f"unknown condition {name!r}")
+        return bool(self.resolve(conditions[name]))
 
     def resolve(self, node):
         """``node`` with every intrinsic function replaced by its value."""
         if isinstance(node, list):
-            return [self.resolve(n) for n in node]
+            return [v for v in (self.resolve(n) for n in node) if v is not NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
             (key, arg), = node.items()
             if key == "Ref":
                 return self.ref(arg)
-            if key == "Fn::GetAtt":
-                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.get_att(logical, attribute)
-            if key == "Fn::Sub":
-                if isinstance(arg, list):
-                    return self.sub(arg[0], arg[1])
-                return self.sub(arg)
-            if key == "Fn::Join":
-                sep, items = arg
-                return sep.join(str(i) for i in self.resolve(items))
-            if key == "Fn::Base64":
-                return self.resolve(arg)
-            if key == "Fn::Select":
-                index, items = self.resolve(arg)
-                return items[int(index)]
-            if key.startswith("Fn::") or key == "Condition":
-                raise Unresolvable(f"{key} is not supported by this resolver")
-        return {k: self.resolve(v) for k, v in node.items()}
+            if key == "Condition":
+                return self.condition(arg)
+            if key.startswith("Fn::"):
+                return self._function(key[4:], arg)
+        return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+    def _function(self, name: str, arg):
+        if name == "If":
+            condition, yes, no = arg
+            return self.resolve(yes if self.condition(condition) else no)
+        if name == "GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            return self.get_att(logical, attribute)
+        if name == "Sub":
+            return self.sub(arg[0], arg[1]) if isinstance(arg, list) else self.sub(arg)
+        if name == "Base64":
+            return self.resolve(arg)
+        args = self.resolve(arg)
+        simple = {
+            "Join": lambda: args[0].join(_text(i) for i in args[1]),
+            "Select": lambda: args[1][int(args[0])],
+            "Split": lambda: args[1].split(args[0]),
+            "FindInMap": lambda: self.template["Mappings"][_text(args[0])][_text(args[1])][_text(args[2])],
+            "Equals": lambda: _text(args[0]) == _text(args[1]),
+            "Not": lambda: not args[0],
+            "And": lambda: all(args),
+            "Or": lambda: any(args),
+        }
+        if name not in simple:
+            raise Unresolvable(f"Fn::{name} is not supported by this resolver")
+        return simple[name]()
+
+
+def _text(value) -> str:
+    """A value as CloudFormation passes it to a string context (lists joined by commas)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return str(value)
 
 
 def resources_of_type(template: dict, resource_type: str) -> dict:

@@ -18,19 +18,21 @@ and ``jobctl redrive`` do (``filejobs.status``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from testing.helpers import ROOT, isolate_aws
 from filejobs import aws, message
 from filejobs.ops import redrive, resources, status
 from testing import policy
 from testing.recorder import CallRecorder
-from filejobs.ec2 import InstanceProtector
+from filejobs.ec2 import InstanceProtector, complete_lifecycle_action
 from filejobs.message import Allowed, Job
 from filejobs.records import JournalRow
 from filejobs.runner import CommandRunner
@@ -43,13 +45,17 @@ REGION = "us-east-1"
 BUCKET = "filejobs-policy-test"
 QUEUE = "filejobs-policy-jobs"
 ASG = "filejobs-policy-workers"
-CODE_KEY = "code/filejobs-1.0.0-py3-none-any.whl"
+CODE_KEY = "code/filejobs-1.1.0-wheelhouse.tar.gz"
 # Small multipart settings so a 6 MiB file goes through CreateMultipartUpload/UploadPart/Complete.
 TRANSFER = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB)
 
 # Grants the scenario cannot reach, with the reason. Each entry is (Sid, action, resource pattern
 # with placeholders). Everything else a policy grants must be used by a recorded call.
-WORKER_NOT_EXERCISED: set = set()  # the worker scenario uses every grant of role.json
+# The CloudWatch agent ships the worker's log files; no agent runs here. Its calls, as documented:
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/create-iam-roles-for-cloudwatch-agent.html
+WORKER_NOT_EXERCISED = {
+    ("ShipWorkerLogs", action, "arn:aws:logs:<REGION>:<ACCOUNT_ID>:log-group:<LOG_GROUP>:*")
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams")}
 SENDER_NOT_EXERCISED = {
     # An upload is aborted only when a multipart upload fails half-way (network, throttling).
     ("UploadInputsAndBatchManifests", "s3:AbortMultipartUpload", "arn:aws:s3:::<BUCKET>/<INPUT_PREFIX>*"),
@@ -70,12 +76,12 @@ def read(name: str) -> str:
 def placeholder_values(account: str) -> dict:
     return {"BUCKET": BUCKET, "INPUT_PREFIX": "input/", "OUTPUT_PREFIX": "output/", "ERRORS_PREFIX": "errors/",
             "CODE_PREFIX": "code/", "BATCHES_PREFIX": "batches/", "REGION": REGION, "ACCOUNT_ID": account,
-            "QUEUE_NAME": QUEUE, "DLQ_NAME": f"{QUEUE}-dlq", "ASG_NAME": ASG}
+            "QUEUE_NAME": QUEUE, "DLQ_NAME": f"{QUEUE}-dlq", "ASG_NAME": ASG, "LOG_GROUP": "/filejobs/policy-test"}
 
 
 #: The API parameters ``policy.required`` reads.
 PARAMS = ("Bucket", "Key", "Prefix", "Delete", "QueueUrl", "QueueName", "AutoScalingGroupName", "SourceArn",
-          "DestinationArn", "VersionId")
+          "DestinationArn", "VersionId", "Namespace", "InstanceId", "logGroupName", "logStreamName")
 
 
 class Recorded:
@@ -129,10 +135,11 @@ def _write(path: str, data: bytes) -> None:
         fh.write(data)
 
 
-def _run_worker(clients, runner, *, protector=None, **overrides) -> Worker:
+def _run_worker(clients, runner, *, queue: str, protector=None, **overrides) -> Worker:
+    """``queue``: its URL, as the stack gives it to workers (role.json has no GetQueueUrl)."""
     settings = dict(concurrency=4, wait_time_s=0, exit_when_idle_s=0.6, retry_base_s=0, grace_s=5, transfer=TRANSFER)
     settings.update(overrides)
-    config = WorkerConfig(extension=".out", queue=QUEUE,
+    config = WorkerConfig(extension=".out", queue=queue,
                           allowed=Allowed(bucket=BUCKET, input_prefix="input/", output_prefix="output/"), **settings)
     worker = Worker(config, clients, runner, protector=protector)
     worker.run()
@@ -157,7 +164,8 @@ def _scenario(tmp) -> dict:
     account = session.client("sts").get_caller_identity()["Account"]
     created = resources.create_all(setup.s3, setup.sqs, bucket=BUCKET, queue=QUEUE, region=REGION,
                                    settings=resources.QueueSettings(visibility_timeout_s=20, max_receive_count=2))
-    setup.s3.put_object(Bucket=BUCKET, Key=CODE_KEY, Body=b"not really a wheel")
+    setup.s3.put_object(Bucket=BUCKET, Key=CODE_KEY, Body=b"not really a wheelhouse")
+    run_worker = functools.partial(_run_worker, queue=created.queue_url)
 
     # An Auto Scaling group with one instance, for the worker's scale-in protection.
     ec2 = session.client("ec2")
@@ -196,14 +204,26 @@ def _scenario(tmp) -> dict:
     worker_rec = Recorded()
     worker_clients = aws.Clients(s3=worker_rec.attach(session.client("s3")),
                                  sqs=worker_rec.attach(session.client("sqs")))
-    # What user-data.sh's `aws s3 cp` does at boot with the instance role: HeadObject, GetObject.
+    # What user-data.sh's `aws s3 cp` does at boot with the instance role: HeadObject, GetObject; and
+    # on a boot failure, its `aws cloudwatch put-metric-data` and `aws autoscaling set-instance-health`.
     worker_clients.s3.head_object(Bucket=BUCKET, Key=CODE_KEY)
     worker_clients.s3.get_object(Bucket=BUCKET, Key=CODE_KEY)["Body"].read()
+    worker_rec.attach(session.client("cloudwatch")).put_metric_data(Namespace="filejobs", MetricData=[{
+        "MetricName": "BootFailures", "Value": 1, "Unit": "Count",
+        "Dimensions": [{"Name": "AutoScalingGroupName", "Value": ASG}]}])
+    worker_rec.attach(session.client("autoscaling")).set_instance_health(
+        InstanceId=instance_id, HealthStatus="Healthy", ShouldRespectGracePeriod=False)
+    # After a drain, the worker completes the termination lifecycle action (moto does not implement
+    # CompleteLifecycleAction: the call goes to a stub, the recorder still sees it).
+    lifecycle = worker_rec.attach(session.client("autoscaling"))
+    with Stubber(lifecycle) as stub:
+        stub.add_response("complete_lifecycle_action", {})
+        assert complete_lifecycle_action(lifecycle, group=ASG, hook="filejobs-drain", instance=instance_id)
 
-    # Phase 1: `cp` on plain files, with scale-in protection.
-    protector = InstanceProtector(worker_rec.attach(session.client("autoscaling")), instance_id,
+    # Phase 1: `cp` on plain files, with scale-in protection (the group's name given, as user data does).
+    protector = InstanceProtector(worker_rec.attach(session.client("autoscaling")), instance_id, ASG,
                                   idle_grace_s=0.1)
-    w1 = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
+    w1 = run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
                      concurrency=1)
     assert (w1.stats.done, w1.stats.skipped, w1.stats.failed) == (3, 0, 0), w1.stats
     # An interrupted run: big.bin uploaded but its message not recorded as sent. The rerun checks
@@ -220,7 +240,7 @@ def _scenario(tmp) -> dict:
     # The duplicate big.bin job runs after the first one finished: its create-only multipart
     # upload is refused (412) and aborted. (Run concurrently, moto's If-None-Match check on
     # CompleteMultipartUpload is not atomic and both could succeed; real S3's is.)
-    w1b = _run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
+    w1b = run_worker(worker_clients, CommandRunner(["cp"]), protector=protector, work_dir=str(tmp / "w1"),
                       concurrency=1)
     assert (w1b.stats.done, w1b.stats.skipped, w1b.stats.failed) == (0, 1, 0), w1b.stats
 
@@ -229,7 +249,7 @@ def _scenario(tmp) -> dict:
                       queue=QUEUE, state_dir=state, transfer=TRANSFER), sender_clients).run()
     slow_dir = CommandRunner(["sh", "-c", 'sleep 0.7 && mkdir "$2" && cp "$1" "$2/part-0" && cp "$1" "$2/part-1"',
                               "dirjob"])
-    w2 = _run_worker(worker_clients, slow_dir, work_dir=str(tmp / "w2"), heartbeat_s=0.3)
+    w2 = run_worker(worker_clients, slow_dir, work_dir=str(tmp / "w2"), heartbeat_s=0.3)
     assert (w2.stats.done, w2.stats.failed) == (1, 0) and w2.stats.heartbeats >= 1, w2.stats
 
     # Phase 3: `false`. First a redelivered copy of the directory job (received once already, so
@@ -245,7 +265,7 @@ def _scenario(tmp) -> dict:
     setup.sqs.send_message(QueueUrl=created.queue_url, MessageBody="this is not a job")
     setup.sqs.send_message(QueueUrl=created.queue_url, MessageBody=message.encode(Job(
         bucket="someone-elses-bucket", input_key="input/x.txt", input_prefix="input/", output_prefix="output/")))
-    w3 = _run_worker(worker_clients, CommandRunner(["false"]), work_dir=str(tmp / "w3"))
+    w3 = run_worker(worker_clients, CommandRunner(["false"]), work_dir=str(tmp / "w3"))
     assert w3.stats.rejected == 2 and w3.stats.failed == 2 and w3.stats.skipped == 1, w3.stats
 
     keys = sorted(o["Key"] for o in setup.s3.list_objects_v2(Bucket=BUCKET)["Contents"])
@@ -272,6 +292,8 @@ def _policy(name: str, account: str) -> policy.Policy:
 def _needs(calls, account):
     out = []
     for service, operation, params in calls:
+        if operation == "SetInstanceHealth":
+            params = {**params, "AutoScalingGroupName": ASG}  # IAM checks it on the instance's group
         for need in policy.required(service, operation, params, region=REGION, account=account):
             out.append((f"{service}:{operation}", need))
     return out
@@ -312,7 +334,8 @@ def test_the_scenario_reached_every_path(scenario):
     ops = {(s, o) for s, o, _ in scenario["worker"]}
     for op in [("s3", "AbortMultipartUpload"), ("s3", "ListObjectsV2"), ("sqs", "ChangeMessageVisibilityBatch"),
                ("sqs", "SendMessage"), ("sqs", "DeleteMessageBatch"), ("autoscaling", "SetInstanceProtection"),
-               ("s3", "CompleteMultipartUpload")]:
+               ("s3", "CompleteMultipartUpload"), ("autoscaling", "CompleteLifecycleAction"),
+               ("autoscaling", "SetInstanceHealth"), ("cloudwatch", "PutMetricData")]:
         assert op in ops, f"the worker scenario never called {op}"
     sender_ops = {(s, o) for s, o, _ in scenario["sender"]}
     assert {("s3", "HeadObject"), ("s3", "UploadPart"), ("sqs", "SendMessageBatch"), ("s3", "DeleteObjects"),
@@ -458,5 +481,9 @@ def test_call_to_permission_mapping():
                                         "sqs:GetQueueAttributes"}
     assert need("autoscaling", "DescribeAutoScalingInstances", {}) == [
         policy.Need("autoscaling:DescribeAutoScalingInstances", "*")]
+    assert need("cloudwatch", "PutMetricData", {"Namespace": "filejobs"}) == [
+        policy.Need("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", "filejobs"),))]
+    assert need("logs", "PutLogEvents", {"logGroupName": "/filejobs/s", "logStreamName": "i-1/events"}) == [
+        policy.Need("logs:PutLogEvents", "arn:aws:logs:us-east-1:111122223333:log-group:/filejobs/s:log-stream:i-1/events")]
     with pytest.raises(policy.UnknownOperation):
         need("s3", "PutBucketPolicy", {"Bucket": "b"})

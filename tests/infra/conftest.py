@@ -1,0 +1,18 @@
+"""Fixtures shared by the infra tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from filejobs.ops import artifact
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory):
+    """The worker artifact, built once per session from the installed package. Downloaded wheels are
+    cached under the virtualenv, keyed by the lock's hash, so a rerun needs no network."""
+    cache = os.path.join(sys.prefix, "filejobs-wheel-cache")
+    return artifact.build_wheelhouse(str(tmp_path_factory.mktemp("dist")), cache_dir=cache)
