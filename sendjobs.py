@@ -15,7 +15,7 @@ from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.send import FatalSendError, SendConfig, Sender, SendSummary
-from filejobs.statusview import show_status
+from filejobs.statusview import StatusQuery, show_status
 
 EXAMPLE = """\b
 Examples:
@@ -24,7 +24,16 @@ Examples:
       https://sqs.eu-west-1.amazonaws.com/123456789012/my-queue
   AWS_ENDPOINT_URL=http://127.0.0.1:5000 sendjobs ./examples/data demo-bucket input/ output/ demo-queue us-east-1
 
-Rerunning the same command resumes: files already sent are skipped (see README, "Resume")."""
+Rerunning the same command resumes: files already sent are skipped (see README, "Resume").
+
+\b
+Exit status:
+  0    every file was sent (with --wait: and every job is done)
+  1    an error (one line on stderr), a file that could not be sent (named),
+       or with --wait a job that failed (listed with its reason)
+  2    bad usage (options, arguments, DIRECTORY)
+  124  --wait --timeout passed with jobs still pending (the last line says how many)
+  130  interrupted (Ctrl-C); rerun the same command to resume"""
 
 
 @click.command(cls=Command, epilog=EXAMPLE, context_settings={"help_option_names": ["-h", "--help"],
@@ -60,17 +69,21 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
 @click.option("--output-extension", "extension", default=".out", show_default=True, metavar="EXT",
               help="With --wait: the workers' OUTPUT_EXTENSION (how outputs are named).")
 @click.option("--wait-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --wait: stop waiting after this long, with a last status line (exit 124).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_url, profile, recursive,
         include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, wait, extension,
-        wait_interval, as_json, quiet):
+        wait_interval, timeout, as_json, quiet):
     """Upload every file in DIRECTORY to s3://BUCKET/INPUT_PREFIX and send one job per file to QUEUE
     (a name or a URL). Workers (getjobs) write results under OUTPUT_PREFIX.
 
     REGION falls back to $AWS_REGION / the profile's region. A message is sent only after its file
     is in S3; failed files are named and make the exit status 1.
     """
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
     config = SendConfig(directory=directory, bucket=bucket, input_prefix=prefix(input_prefix),
                         output_prefix=prefix(output_prefix), queue=queue, recursive=recursive,
                         include=include, exclude=exclude, follow_symlinks=follow_symlinks,
@@ -90,7 +103,8 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
     if summary.interrupted:
         return 130
     if wait and not dry_run:
-        code = wait_for_sent(clients, config, summary, extension=extension, interval_s=wait_interval, quiet=quiet)
+        code = wait_for_sent(clients, config, summary, extension=extension, interval_s=wait_interval,
+                             timeout_s=timeout, quiet=quiet)
         return code or (0 if summary.ok else 1)
     return 0 if summary.ok else 1
 
@@ -117,13 +131,13 @@ def send(config: SendConfig, clients, *, quiet: bool) -> SendSummary:
 
 
 def wait_for_sent(clients, config: SendConfig, summary: SendSummary, *, extension: str, interval_s: float,
-                  quiet: bool) -> int:
+                  timeout_s: float | None, quiet: bool) -> int:
     """--wait: follow the batch this run sent, or with nothing new sent, the last one sent from here."""
     batch = summary.batch_id if summary.manifest_key else summary.last_batch_id
     if batch is None:
         raise Fail("nothing was sent, so there is no batch to wait for")
-    return show_status(clients, bucket=config.bucket, batch_id=batch, extension=extension,
-                       batch_prefix=config.batch_prefix, wait=True, interval=interval_s, quiet=quiet)
+    query = StatusQuery(bucket=config.bucket, batch_id=batch, extension=extension, batch_prefix=config.batch_prefix)
+    return show_status(clients, query, wait=True, interval_s=interval_s, timeout_s=timeout_s, quiet=quiet)
 
 
 def _count_in_background(config, progress):

@@ -191,8 +191,17 @@ def is_fatal(exc: BaseException) -> bool:
     return code in _QUEUE_MISSING or code in _DENIED or code in _BAD_CREDENTIALS or code == "NoSuchBucket"
 
 
+#: What botocore raises for a request that failed (the endpoint's answer, or no answer at all).
+AWS_ERRORS = (bexc.BotoCoreError, bexc.ClientError)
+
+#: "User: arn:… is not authorized to perform: sqs:ReceiveMessage on resource: arn:aws:sqs:… because …"
+_RESOURCE_RE = re.compile(r"on resource:\s*\"?([^\"\s]+)")
+
+
 def describe(exc: BaseException, *, bucket: str | None = None, queue: str | None = None) -> str:
-    """One line naming what is wrong, for any exception botocore raises."""
+    """One line naming what is wrong, for any exception botocore raises. A missing bucket or queue
+    is named (from ``bucket``/``queue``, or the endpoint's answer), an access denied names the
+    operation and what it was denied on."""
     if isinstance(exc, AwsSetupError):
         return str(exc)
     if isinstance(exc, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
@@ -206,18 +215,38 @@ def describe(exc: BaseException, *, bucket: str | None = None, queue: str | None
     if isinstance(exc, bexc.ReadTimeoutError):
         return f"the endpoint did not answer in time ({exc.kwargs.get('endpoint_url', '')})"
     if isinstance(exc, bexc.ClientError):
-        code = error_code(exc) or "?"
-        op = getattr(exc, "operation_name", "request")
-        if code in _QUEUE_MISSING:
-            return f"queue {queue or ''} does not exist (or is in another region/account)".replace("  ", " ")
-        if code == "NoSuchBucket" or (code in ("404", "NotFound") and op == "HeadBucket"):
-            return f"bucket {bucket or ''} does not exist".replace("  ", " ")
-        if code in _DENIED:
-            return f"access denied for {op} (check the IAM policy for this bucket/queue)"
-        if code in _BAD_CREDENTIALS:
-            return f"AWS rejected the credentials ({code})"
-        msg = exc.response.get("Error", {}).get("Message") or ""
-        return f"{op} failed: {code} {msg}".strip()
+        return _describe_client_error(exc, bucket=bucket, queue=queue)
     if isinstance(exc, bexc.BotoCoreError):
         return str(exc).splitlines()[0]
     return f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+
+
+def _describe_client_error(exc: bexc.ClientError, *, bucket: str | None, queue: str | None) -> str:
+    error = exc.response.get("Error", {})
+    code = error.get("Code") or "?"
+    op = getattr(exc, "operation_name", None) or "request"
+    if code in _QUEUE_MISSING:
+        return (f"queue {queue} does not exist (or is in another region/account)" if queue
+                else f"a queue does not exist ({op}; or it is in another region/account)")
+    if code == "NoSuchBucket" or (code in ("404", "NotFound") and op == "HeadBucket"):
+        name = bucket or error.get("BucketName")
+        return f"bucket {name} does not exist" if name else f"a bucket does not exist ({op})"
+    if code in _DENIED:
+        on = _denied_on(error.get("Message") or "", op, bucket=bucket, queue=queue)
+        return f"access denied for {op}" + (f" on {on}" if on else "") + " (check the IAM policy)"
+    if code in _BAD_CREDENTIALS:
+        return f"AWS rejected the credentials ({code})"
+    msg = error.get("Message") or ""
+    return f"{op} failed: {code} {msg}".strip()
+
+
+def _denied_on(msg: str, op: str, *, bucket: str | None, queue: str | None) -> str | None:
+    """What access was denied on: the resource AWS names in its message, else the bucket or queue."""
+    found = _RESOURCE_RE.search(msg)
+    if found:
+        return found.group(1)
+    # Every SQS operation's name has "Queue" or "Message" in it (GetQueueUrl, ReceiveMessage…); no S3 one has.
+    is_sqs = "Queue" in op or "Message" in op
+    if queue and (is_sqs or not bucket):
+        return f"queue {queue}"
+    return f"bucket {bucket}" if bucket else None

@@ -14,7 +14,8 @@ import click
 
 from . import aws
 from .ops import resources
-from .clitools import Fail, Group, aws_options, connect, version_option
+from .clitools import Fail, Group, aws_options, connect, prefix, version_option
+from .statusview import WAIT_EXIT_HELP, StatusQuery, show_status
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -94,33 +95,47 @@ def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max
     return 0
 
 
-@cli.command()
+@cli.command(epilog=WAIT_EXIT_HELP)
 @click.argument("bucket")
 @click.argument("batch_id", required=False)
 @click.option("--region", default=None, help="Default: $AWS_REGION or the profile's.")
 @aws_options
 @click.option("--ext", "extension", default=".out", show_default=True,
               help="The workers' OUTPUT_EXTENSION (how a job's output key is named).")
+@click.option("--prefix", "input_prefix", default=None, metavar="INPUT_PREFIX",
+              help="No batch: compare every file under INPUT_PREFIX with its output under --output-prefix "
+                   "(files that arrive on their own, or many batches).")
+@click.option("--output-prefix", default=None, metavar="PREFIX", help="With --prefix: where the outputs are.")
+@click.option("--queue", default=None, metavar="QUEUE",
+              help="With --prefix: the job queue (name or URL), to split pending jobs into in progress and waiting.")
 @click.option("--batch-prefix", default="batches/", show_default=True)
 @click.option("--errors-prefix", default="errors/", show_default=True)
 @click.option("--wait", is_flag=True, help="Poll until every job is done or failed; exit 1 if any failed.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="With --wait: give up after this long (exit 1).")
+              help="With --wait: give up after this long (exit 124).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
-def status(bucket, batch_id, region, endpoint_url, profile, extension, batch_prefix, errors_prefix, wait, interval,
-           timeout, as_json):
-    """Counts of a batch (default: the latest in BUCKET): done, failed (with reasons), in progress,
-    waiting; throughput, ETA, queue depth, in-flight count, dead-letter queue and oldest message age.
+def status(bucket, batch_id, region, endpoint_url, profile, extension, input_prefix, output_prefix, queue,
+           batch_prefix, errors_prefix, wait, interval, timeout, as_json):
+    """Counts of a batch (default: the latest in BUCKET), or with --prefix of every file under a
+    prefix: done, failed (with reasons), in progress, waiting; throughput, ETA, queue depth,
+    in-flight count, dead-letter queue and oldest message age.
 
     State comes from S3 and SQS only, so it works from any machine. A status of a 1,000-job batch
-    costs about 7 requests, of a 100,000-job batch about 106.
+    costs about 7 requests, of a 100,000-job batch about 106 (on S3; see README for other stores).
     """
-    from .statusview import show_status
-
+    if input_prefix is None and (output_prefix is not None or queue is not None):
+        raise click.UsageError("--output-prefix and --queue go with --prefix")
+    if input_prefix is not None and (batch_id is not None or output_prefix is None):
+        raise click.UsageError("--prefix needs --output-prefix, and no BATCH_ID")
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
     clients = connect(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
-    return show_status(clients, bucket=bucket, batch_id=batch_id, extension=extension, batch_prefix=batch_prefix,
-                       errors_prefix=errors_prefix, wait=wait, interval=interval, timeout=timeout, as_json=as_json)
+    query = StatusQuery(bucket=bucket, batch_id=batch_id, extension=extension, batch_prefix=prefix(batch_prefix),
+                        errors_prefix=prefix(errors_prefix),
+                        input_prefix=None if input_prefix is None else prefix(input_prefix),
+                        output_prefix=None if output_prefix is None else prefix(output_prefix), queue=queue)
+    return show_status(clients, query, wait=wait, interval_s=interval, timeout_s=timeout, as_json=as_json)
 
 
 @cli.command()

@@ -4,8 +4,8 @@ All state comes from S3 and SQS, never from the process that sent the batch, so 
 reruns and from another machine:
 
 * the batch **manifest** (``batches/<id>/manifest.jsonl``, written by sendjobs) says which jobs exist;
-* a job is **done** when its output exists (one ``ListObjectsV2`` page per 1,000 outputs, limited
-  to the key range of the batch);
+* a job is **done** when its output exists (about one ``ListObjectsV2`` page per 1,000 outputs,
+  limited to the keys of the batch; ``listing.py`` says how, on S3 and on other stores);
 * a job has **failed** when the worker gave up on it and wrote ``errors/<id>/<path>.json``
   (exit code, stderr tail, attempts) and its output does not exist;
 * the rest is **pending**: in progress (in flight) or waiting, estimated from the queue's counters.
@@ -23,10 +23,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .. import aws, message
 from ..records import ErrorRecord, ManifestEntry, ManifestHeader, RecordError
+from . import listing
 
 
 class StatusError(Exception):
@@ -45,7 +46,7 @@ class Manifest:
 
 @dataclass
 class BatchStatus:
-    batch_id: str
+    batch_id: str | None
     total: int
     done: int
     failed: int
@@ -59,6 +60,10 @@ class BatchStatus:
     eta_s: float | None = None
     failures: list[dict] = field(default_factory=list)
     requests: int = 0
+    #: ``jobctl status --prefix``: the input prefix compared, instead of a batch.
+    prefix: str | None = None
+    #: Lines for the user about how far the counts can be trusted.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -87,23 +92,6 @@ def output_keys(manifest: Manifest, ext: str) -> dict[str, str]:
     """Input key → the output key a worker writes for it (``OUTPUT_PREFIX + path + ext``)."""
     h = manifest.header
     return {k: h.output_prefix + k[len(h.input_prefix):] + ext for k in manifest.keys}
-
-
-def outputs_done(wanted: set[str], listed: Iterable[str], output_prefix: str) -> set[str]:
-    """The wanted output keys that ``listed`` shows, as an object or as a directory of parts."""
-    done: set[str] = set()
-    for key in listed:
-        if key in wanted:
-            done.add(key)
-            continue
-        # A directory output: output_key/part...; the base is a prefix ending before a "/".
-        cut = key.find("/", len(output_prefix))
-        while cut != -1:
-            if key[:cut] in wanted:
-                done.add(key[:cut])
-                break
-            cut = key.find("/", cut + 1)
-    return done
 
 
 def failed_jobs(error_keys: Iterable[str], errors_prefix: str, outputs: dict[str, str],
@@ -154,27 +142,12 @@ def throughput(batch_id: str, *, done: int, pending: int, now: datetime) -> tupl
 # --------------------------------------------------------------------------- reading state
 
 
-class _Requests:
-    """Counts the requests one status costs (``BatchStatus.requests``)."""
-
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self, fn, **kwargs):
-        self.n += 1
-        return fn(**kwargs)
-
-
-def latest_batch(s3, bucket: str, batch_prefix: str) -> str:
-    newest = None
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=batch_prefix, Delimiter="/"):
-        for p in page.get("CommonPrefixes", []):
-            candidate = p["Prefix"][len(batch_prefix):].rstrip("/")
-            if newest is None or candidate > newest:
-                newest = candidate
-    if newest is None:
+def latest_batch(s3, bucket: str, batch_prefix: str, requests=None) -> str:
+    """The newest batch id under ``batch_prefix`` (ids begin with their UTC time, so the greatest)."""
+    folders = listing.list_folders(s3, bucket, batch_prefix, requests=requests or listing.Requests())
+    if not folders:
         raise StatusError(f"no batch found under s3://{bucket}/{batch_prefix}")
-    return newest
+    return max(f[len(batch_prefix):].rstrip("/") for f in folders)
 
 
 def load_manifest(s3, bucket: str, batch_prefix: str, batch_id: str) -> Manifest:
@@ -191,55 +164,42 @@ def load_manifest(s3, bucket: str, batch_prefix: str, batch_id: str) -> Manifest
         raise StatusError(f"the manifest s3://{bucket}/{key} cannot be read: {exc}") from None
 
 
-def _list_range(s3, bucket: str, prefix: str, requests: _Requests, first: str | None = None,
-                last: str | None = None) -> set[str]:
-    """Keys under ``prefix``; with ``first``/``last``, only about that range (S3 lists in UTF-8
-    byte order), so a status costs pages of this batch's outputs, not of every output ever written."""
-    found: set[str] = set()
-    args = {"Bucket": bucket, "Prefix": prefix}
-    if first:
-        args["StartAfter"] = first[:-1]  # StartAfter is exclusive
-    stop = None if last is None else (last + "\U0010ffff").encode("utf-8")
-    while True:
-        page = requests(s3.list_objects_v2, **args)
-        contents = page.get("Contents", [])
-        found.update(obj["Key"] for obj in contents)
-        if not page.get("IsTruncated") or (stop is not None and contents and contents[-1]["Key"].encode("utf-8") > stop):
-            return found
-        args["ContinuationToken"] = page["NextContinuationToken"]
-        args.pop("StartAfter", None)
-
-
 def batch_status(clients, *, bucket: str, batch_id: str | None = None, ext: str = ".out",
                  batch_prefix: str = "batches/", errors_prefix: str = "errors/", reasons: int = 20,
                  now: datetime | None = None) -> BatchStatus:
-    s3, requests = clients.s3, _Requests()
+    s3, requests = clients.s3, listing.Requests()
+    ordered = listing.trusts_start_after(clients.target)
     if batch_id is None:
-        batch_id = requests(latest_batch, s3=s3, bucket=bucket, batch_prefix=batch_prefix)
+        batch_id = latest_batch(s3, bucket, batch_prefix, requests)
     manifest = requests(load_manifest, s3=s3, bucket=bucket, batch_prefix=batch_prefix, batch_id=batch_id)
     h = manifest.header
     outputs = output_keys(manifest, ext)
-    done: set[str] = set()
-    if outputs:
-        ordered = sorted(outputs.values(), key=lambda s: s.encode("utf-8"))
-        listed = _list_range(s3, bucket, h.output_prefix, requests, first=ordered[0], last=ordered[-1])
-        done = outputs_done(set(outputs.values()), listed, h.output_prefix)
+    wanted = set(outputs.values())
+    done = listing.settled(wanted, listing.find(s3, bucket, wanted, requests=requests, ordered=ordered))
     err_prefix = f"{errors_prefix}{batch_id}/"
-    failed = failed_jobs(_list_range(s3, bucket, err_prefix, requests), err_prefix, outputs, done, h.input_prefix)
+    records = [message.error_key(errors_prefix, batch_id, k[len(h.input_prefix):]) for k in manifest.keys]
+    listed = listing.find(s3, bucket, records, requests=requests, ordered=ordered)
+    failed = failed_jobs(listed, err_prefix, outputs, done, h.input_prefix)
     status = BatchStatus(batch_id=batch_id, total=len(manifest.keys), done=len(done), failed=len(failed),
                          in_progress=0, waiting=0,
-                         failures=[_failure(s3, bucket, inp, ek, requests) for inp, ek in failed[:reasons]])
-    now = now or datetime.now(timezone.utc)
-    if h.queue_url:
-        _queue_counts(clients, h.queue_url, status, requests, now)
-    status.in_progress = min(status.pending, status.queue_in_flight or 0)
-    status.waiting = status.pending - status.in_progress
-    status.jobs_per_s, status.eta_s = throughput(batch_id, done=status.done, pending=status.pending, now=now)
-    status.requests = requests.n
+                         failures=[failure(s3, bucket, inp, ek, requests) for inp, ek in failed[:reasons]])
+    finish(clients, status, h.queue_url, requests, now or datetime.now(timezone.utc))
     return status
 
 
-def _failure(s3, bucket: str, input_key: str, error_key: str, requests: _Requests) -> dict:
+def finish(clients, status: BatchStatus, queue_url: str | None, requests: listing.Requests, now: datetime) -> None:
+    """Split the pending jobs into in progress and waiting (from the queue), add rate, ETA and cost."""
+    if queue_url:
+        _queue_counts(clients, queue_url, status, requests, now)
+    status.in_progress = min(status.pending, status.queue_in_flight or 0)
+    status.waiting = status.pending - status.in_progress
+    if status.batch_id:
+        status.jobs_per_s, status.eta_s = throughput(status.batch_id, done=status.done, pending=status.pending,
+                                                     now=now)
+    status.requests = requests.n
+
+
+def failure(s3, bucket: str, input_key: str, error_key: str, requests: listing.Requests) -> dict:
     try:
         body = requests(s3.get_object, Bucket=bucket, Key=error_key)["Body"].read()
     except Exception as exc:  # noqa: BLE001 - the job still counts as failed, without the details
@@ -247,7 +207,7 @@ def _failure(s3, bucket: str, input_key: str, error_key: str, requests: _Request
     return failure_detail(input_key, body)
 
 
-def _queue_counts(clients, queue_url: str, status: BatchStatus, requests: _Requests, now: datetime) -> None:
+def _queue_counts(clients, queue_url: str, status: BatchStatus, requests: listing.Requests, now: datetime) -> None:
     sqs = clients.sqs
     try:
         attrs = requests(sqs.get_queue_attributes, QueueUrl=queue_url, AttributeNames=[
@@ -266,7 +226,7 @@ def _queue_counts(clients, queue_url: str, status: BatchStatus, requests: _Reque
     status.oldest_age_s = _oldest_age(clients, queue_url, requests, now)
 
 
-def _oldest_age(clients, queue_url: str, requests: _Requests, now: datetime) -> float | None:
+def _oldest_age(clients, queue_url: str, requests: listing.Requests, now: datetime) -> float | None:
     """SQS has no API for it; CloudWatch has ApproximateAgeOfOldestMessage (1-minute data)."""
     if clients.session is None:
         return None
@@ -286,13 +246,24 @@ def _oldest_age(clients, queue_url: str, requests: _Requests, now: datetime) -> 
 # --------------------------------------------------------------------------- wait
 
 
-def wait_for_batch(clients, *, bucket: str, batch_id: str, interval_s: float = 5.0, timeout_s: float | None = None,
-                   on_update=lambda status: None, sleep=time.sleep, clock=time.monotonic, **kwargs) -> BatchStatus:
-    """Poll until every job is done or failed (or ``timeout_s``); ``on_update`` sees each status."""
+def wait_for(poll: Callable[[], BatchStatus], *, interval_s: float = 5.0, timeout_s: float | None = None,
+             on_update=lambda status: None, sleep=time.sleep, clock=time.monotonic) -> BatchStatus:
+    """Poll until every job is done or failed, or ``timeout_s`` has passed (then the last poll is
+    at the deadline); ``on_update`` sees each status. Unfinished on return means timed out."""
     started = clock()
     while True:
-        status = batch_status(clients, bucket=bucket, batch_id=batch_id, **kwargs)
+        status = poll()
         on_update(status)
-        if status.finished or (timeout_s is not None and clock() - started >= timeout_s):
+        if status.finished:
             return status
-        sleep(interval_s)
+        left = None if timeout_s is None else timeout_s - (clock() - started)
+        if left is not None and left <= 0:
+            return status
+        sleep(interval_s if left is None else min(interval_s, left))
+
+
+def wait_for_batch(clients, *, bucket: str, batch_id: str, interval_s: float = 5.0, timeout_s: float | None = None,
+                   on_update=lambda status: None, sleep=time.sleep, clock=time.monotonic, **kwargs) -> BatchStatus:
+    """``wait_for`` one batch."""
+    return wait_for(lambda: batch_status(clients, bucket=bucket, batch_id=batch_id, **kwargs), interval_s=interval_s,
+                    timeout_s=timeout_s, on_update=on_update, sleep=sleep, clock=clock)

@@ -1,11 +1,13 @@
-"""A batch's status from its manifest and two listings, without S3: which job is done, which failed."""
+"""A batch's status from its manifest and two listings, without S3: which job is done, which failed.
+
+Which listed key settles which wanted key is in tests/unit/test_listing.py."""
 
 from datetime import datetime, timezone
 
 import pytest
 
-from filejobs.ops.status import (Manifest, failed_jobs, failure_detail, output_keys, outputs_done,
-                                 parse_manifest, throughput, unreadable_failure)
+from filejobs.ops.status import (Manifest, failed_jobs, failure_detail, output_keys, parse_manifest, throughput,
+                                 unreadable_failure)
 from filejobs.records import ErrorRecord, ManifestEntry, ManifestHeader, RecordError
 
 HEADER = ManifestHeader(batch_id="20260101T000000Z-abcdef", bucket="b-1", input_prefix="in/", output_prefix="out/")
@@ -35,13 +37,6 @@ def test_a_manifest_that_cannot_be_read_says_why(lines, why):
 def test_each_input_has_one_output_key_under_the_output_prefix():
     assert output_keys(manifest("in/a.txt", "in/d/b"), ".out") == {"in/a.txt": "out/a.txt.out",
                                                                    "in/d/b": "out/d/b.out"}
-
-
-def test_an_output_counts_as_an_object_or_as_a_directory_of_parts_and_nothing_else_counts():
-    wanted = {"out/a.out", "out/d/b.out", "out/c.out"}
-    listed = ["out/a.out", "out/d/b.out/part-0", "out/d/b.out/part-1", "out/c.outx", "out/other.out",
-              "out/c.out.tmp/x"]
-    assert outputs_done(wanted, listed, "out/") == {"out/a.out", "out/d/b.out"}
 
 
 def test_a_job_failed_when_its_record_exists_and_its_output_does_not():
