@@ -138,43 +138,56 @@ def status(bucket, batch_id, region, endpoint_url, profile, extension, input_pre
     return show_status(clients, query, wait=wait, interval_s=interval, timeout_s=timeout, as_json=as_json)
 
 
-@cli.command()
+REDRIVE_EXIT_HELP = """\b
+Exit status:
+  0    moved (a move task COMPLETED), nothing to move, or --dry-run/--status/--no-wait
+  1    an error, or the move task FAILED or was CANCELLED (failure records kept)
+  2    bad usage
+  124  --timeout passed while the move task was still running (failure records kept)"""
+
+
+@cli.command(epilog=REDRIVE_EXIT_HELP)
 @click.argument("queue")
 @click.option("--region", default=None, help="Default: $AWS_REGION or the profile's.")
 @aws_options
 @click.option("--dry-run", is_flag=True, help="Only count what would be moved.")
+@click.option("--status", "show_tasks", is_flag=True,
+              help="Show the recent move tasks of QUEUE's dead-letter queue (to see a --no-wait move finish).")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), default=None,
               help="Move at most this many (by receive/send/delete).")
 @click.option("--bucket", default=None,
-              help="Also clear the failure records under --errors-prefix in this bucket (so status shows the "
-                   "redriven jobs as pending).")
+              help="Also clear the failure records under --errors-prefix in this bucket of the jobs moved (so status "
+                   "shows them as pending).")
 @click.option("--errors-prefix", default="errors/", show_default=True)
+@click.option("--batch-prefix", default="batches/", show_default=True)
+@click.option("--no-wait", is_flag=True,
+              help="Start the move task and return; failure records are then kept (see --status).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Follow the move task at most this long (exit 124 if it is still running).")
 @click.option("--json", "as_json", is_flag=True)
-def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket, errors_prefix, as_json):
+def redrive(queue, region, endpoint_url, profile, dry_run, show_tasks, max_messages, bucket, errors_prefix,
+            batch_prefix, no_wait, timeout, as_json):
     """Move the messages of QUEUE's dead-letter queue back to QUEUE (after fixing the command).
 
-    Uses SQS StartMessageMoveTask where available, otherwise receive/send/delete in batches of 10,
-    up to the number of messages the dead-letter queue held when it began.
+    Uses SQS StartMessageMoveTask where available and follows the task until it has ended, with
+    its progress on stderr; otherwise receive/send/delete in batches of 10, up to the number of
+    messages the dead-letter queue held when it began. With --bucket, clears the failure records
+    of the jobs it saw moved: all records written before a COMPLETED task started, or exactly those
+    of the messages moved by hand; none when the task failed, was cancelled or is still running.
     """
-    from .ops.status import StatusError
-    from .ops.redrive import redrive as do_redrive
+    from .redriveview import show_move_tasks, show_redrive
 
     clients = connect(aws.Target(region=region, endpoint_url=endpoint_url, profile=profile))
-    try:
-        result = do_redrive(clients, queue=queue, dry_run=dry_run, max_messages=max_messages,
-                            errors_bucket=bucket, errors_prefix=errors_prefix)
-    except StatusError as exc:
-        raise Fail(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001
-        raise Fail(aws.describe(exc, queue=queue)) from None
-    if as_json:
-        click.echo(json.dumps(result.__dict__))
-    if dry_run:
-        click.echo(f"{result.available} messages in the dead-letter queue would be moved back to {queue}", err=True)
-    else:
-        click.echo(f"moved {result.moved} messages back to {queue} ({result.method or 'nothing to move'})"
-                   + (f"; cleared {result.errors_cleared} failure records" if result.errors_cleared else ""), err=True)
-    return 0
+    if show_tasks:
+        return show_move_tasks(clients, queue=queue, as_json=as_json)
+    if no_wait and timeout is not None:
+        raise click.UsageError("--no-wait and --timeout exclude each other")
+    from .ops.redrive import RedriveOptions
+
+    options = RedriveOptions(dry_run=dry_run, max_messages=max_messages, errors_bucket=bucket,
+                             errors_prefix=prefix(errors_prefix), batch_prefix=prefix(batch_prefix),
+                             follow=not no_wait, timeout_s=timeout)
+    return show_redrive(clients, queue=queue, options=options, as_json=as_json)
 
 
 def main():

@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 from .. import aws, message
 from ..records import ErrorRecord, ManifestEntry, ManifestHeader, RecordError
 from . import listing
+from .polling import poll_until
 
 
 class StatusError(Exception):
@@ -250,16 +251,8 @@ def wait_for(poll: Callable[[], BatchStatus], *, interval_s: float = 5.0, timeou
              on_update=lambda status: None, sleep=time.sleep, clock=time.monotonic) -> BatchStatus:
     """Poll until every job is done or failed, or ``timeout_s`` has passed (then the last poll is
     at the deadline); ``on_update`` sees each status. Unfinished on return means timed out."""
-    started = clock()
-    while True:
-        status = poll()
-        on_update(status)
-        if status.finished:
-            return status
-        left = None if timeout_s is None else timeout_s - (clock() - started)
-        if left is not None and left <= 0:
-            return status
-        sleep(interval_s if left is None else min(interval_s, left))
+    return poll_until(poll, lambda s: s.finished, interval_s=interval_s, timeout_s=timeout_s, on_update=on_update,
+                      sleep=sleep, clock=clock)
 
 
 def wait_for_batch(clients, *, bucket: str, batch_id: str, interval_s: float = 5.0, timeout_s: float | None = None,

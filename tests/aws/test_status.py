@@ -12,31 +12,8 @@ from filejobs import cli as jobctl
 from filejobs import message, statusview
 from filejobs.ops import listing, redrive, status
 from filejobs.records import ErrorRecord, ManifestEntry, ManifestHeader
-from filejobs.runner import CommandRunner
-from filejobs.send import SendConfig, Sender
-from filejobs.worker import Worker, WorkerConfig
+from moto_jobs import failing_for, submit, work
 from testing.recorder import CallRecorder
-
-
-def submit(tmp_path, clients, res, names):
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    for n in names:
-        (data / n).write_text(f"content of {n}")
-    return Sender(SendConfig(directory=str(data), bucket=res.bucket, input_prefix="input/", output_prefix="output/",
-                             queue=res.queue_url, state_dir=str(tmp_path / "state")), clients).run()
-
-
-def work(tmp_path, clients, res, argv):
-    # Idle = an empty receive after the last job ended, so the failed jobs' last receive (which moves
-    # them to the dead-letter queue) has happened; a short idle time is enough.
-    cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.1,
-                       wait_time_s=0, retry_base_s=0)
-    return Worker(cfg, clients, CommandRunner(argv)).run()
-
-
-def failing_for(name):
-    return ["sh", "-c", f'case "$1" in *{name}) echo "cannot parse {name}" >&2; exit 4;; esac; cp "$1" "$2"', "sh"]
 
 
 def test_status_counts_done_failed_in_progress_and_waiting(tmp_path, mocked, make_resources):

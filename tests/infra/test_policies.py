@@ -63,7 +63,8 @@ SENDER_NOT_EXERCISED = {
     # For the person who sent the batch to fetch the results (`aws s3 sync`, setup.md); the tools
     # themselves only list outputs.
     ("DownloadResults", "s3:GetObject", "arn:aws:s3:::<BUCKET>/<OUTPUT_PREFIX>*"),
-    # For `aws sqs list-message-move-tasks` (setup.md) after a redrive; the tools never call it.
+    # jobctl redrive follows a move task with it (and `--status`); moto has no move tasks, so the
+    # scenario's redrive moves by hand and never lists them.
     ("InspectAndRedriveDeadLetterQueue", "sqs:ListMessageMoveTasks", "arn:aws:sqs:<REGION>:<ACCOUNT_ID>:<DLQ_NAME>"),
 }
 
