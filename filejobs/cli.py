@@ -75,7 +75,10 @@ def local(port, bucket, queue, region, max_receive_count, visibility_timeout):
 @click.option("--visibility-timeout", type=click.IntRange(0, 43200), default=60, show_default=True, metavar="SECONDS")
 @click.option("--max-receive-count", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Attempts before SQS moves a job to QUEUE-dlq.")
-def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max_receive_count):
+@click.option("--watch", "watch_prefix", default=None, metavar="PREFIX",
+              help="Also send an S3 event to QUEUE for every object created under PREFIX in BUCKET (workers then "
+                   "need --bucket, --input-prefix PREFIX and --output-prefix); the queue policy allows only BUCKET.")
+def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max_receive_count, watch_prefix):
     """Create BUCKET (Block Public Access on), QUEUE and QUEUE-dlq with a redrive policy.
 
     Idempotent. Works on real AWS for a quick start (infra/stack.yaml is the production path)
@@ -88,10 +91,15 @@ def create(bucket, queue, region, endpoint_url, profile, visibility_timeout, max
                                        region=clients.session.region_name,
                                        settings=resources.QueueSettings(visibility_timeout_s=visibility_timeout,
                                                                         max_receive_count=max_receive_count))
-    except Exception as exc:  # noqa: BLE001
+        watched = None if watch_prefix is None else resources.watch(
+            clients.s3, clients.sqs, bucket=bucket, queue_url=created.queue_url, prefix=prefix(watch_prefix))
+    except aws.AWS_ERRORS as exc:
         raise Fail(aws.describe(exc, bucket=bucket, queue=queue)) from None
-    click.echo(json.dumps({"bucket": created.bucket, "queue_url": created.queue_url,
-                           "dlq_url": created.dlq_url}, indent=2))
+    out = {"bucket": created.bucket, "queue_url": created.queue_url, "dlq_url": created.dlq_url}
+    if watched:
+        out["watch"] = {"prefix": watched.prefix, "notification_id": watched.configuration_id,
+                        "queue_policy_sid": watched.policy_sid}
+    click.echo(json.dumps(out, indent=2))
     return 0
 
 

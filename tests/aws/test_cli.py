@@ -2,6 +2,7 @@
 
 import json
 import os
+from urllib.parse import unquote_plus
 
 import pytest
 from click.testing import CliRunner
@@ -149,3 +150,54 @@ def test_every_tool_tells_its_version(run, tool, prog):
 
     result = run(tool, "--version", prog=prog)
     assert result.exit_code == 0 and result.stdout == f"{prog} (filejobs) {__version__}\n"
+
+
+def _watch(run, bucket, queue, prefix="input/"):
+    result = run(jobctl, "create", bucket, queue, "--region", "us-east-1", "--watch", prefix, prog="jobctl")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_jobctl_create_watch_sends_an_event_for_each_object_created_under_the_prefix(run, mocked):
+    out = _watch(run, "watched-bucket", "watched-queue")
+    assert out["watch"]["prefix"] == "input/"
+    url = out["queue_url"]
+    for m in mocked.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        assert json.loads(m["Body"])["Event"] == "s3:TestEvent"  # S3 checks the destination when configured
+        mocked.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    mocked.s3.put_object(Bucket="watched-bucket", Key="input/a b.txt", Body=b"x")
+    mocked.s3.put_object(Bucket="watched-bucket", Key="elsewhere/c.txt", Body=b"x")
+    (m,) = mocked.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    (event,) = json.loads(m["Body"])["Records"]
+    assert event["eventName"].startswith("ObjectCreated:") and event["s3"]["bucket"]["name"] == "watched-bucket"
+    # URL-encoded as S3 encodes keys in events (moto also encodes "/": input%2Fa+b.txt).
+    assert unquote_plus(event["s3"]["object"]["key"]) == "input/a b.txt"
+
+
+def test_the_queue_policy_lets_only_this_bucket_of_this_account_send(run, mocked):
+    out = _watch(run, "watched-bucket", "watched-queue")
+    attrs = mocked.sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["Policy", "QueueArn"])
+    (statement,) = json.loads(attrs["Attributes"]["Policy"])["Statement"]
+    assert statement == {
+        "Sid": out["watch"]["queue_policy_sid"], "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": attrs["Attributes"]["QueueArn"],
+        "Condition": {"ArnEquals": {"aws:SourceArn": "arn:aws:s3:::watched-bucket"},
+                      "StringEquals": {"aws:SourceAccount": attrs["Attributes"]["QueueArn"].split(":")[4]}}}
+
+
+def test_watching_again_changes_nothing_and_keeps_what_others_configured(run, mocked):
+    out = _watch(run, "watched-bucket", "watched-queue")
+    other = {"Sid": "SomeoneElse", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+             "Action": "sqs:ReceiveMessage", "Resource": "*"}
+    policy = json.loads(mocked.sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["Policy"])
+                        ["Attributes"]["Policy"])
+    policy["Statement"].append(other)
+    mocked.sqs.set_queue_attributes(QueueUrl=out["queue_url"], Attributes={"Policy": json.dumps(policy)})
+    again = _watch(run, "watched-bucket", "watched-queue")
+    _watch(run, "watched-bucket", "watched-queue", prefix="more/")
+    assert again == out
+    statements = json.loads(mocked.sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["Policy"])
+                            ["Attributes"]["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["SomeoneElse", out["watch"]["queue_policy_sid"]]
+    configs = mocked.s3.get_bucket_notification_configuration(Bucket="watched-bucket")["QueueConfigurations"]
+    assert sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configs) == ["input/", "more/"]
