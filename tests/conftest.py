@@ -2,7 +2,8 @@
 
 Two kinds of tests, never mixed in one process state (moto's ``mock_aws`` wipes an in-process
 server): unit tests use ``mock_aws`` through the ``mocked`` fixture; end-to-end tests run the CLIs
-as subprocesses against a moto server that runs in its own process (``jobctl local``).
+as subprocesses against a moto server that runs in its own process (``jobctl local``), or against
+the endpoint in ``$FILEJOBS_TEST_ENDPOINT`` (tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def make_resources():
 
 
 @pytest.fixture(scope="session")
-def endpoint():
+def moto_endpoint():
     """A moto server in its own process, started by our own ``jobctl local`` (127.0.0.1, free port)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen([sys.executable, "-m", "filejobs.cli", "local"], cwd=ROOT, env=env,
@@ -71,9 +72,16 @@ def endpoint():
         proc.kill()
 
 
+@pytest.fixture(scope="session")
+def endpoint(moto_endpoint):
+    """The endpoint the tests talk to: moto here; tests/e2e/conftest.py lets $FILEJOBS_TEST_ENDPOINT
+    replace it for the end-to-end tests."""
+    return moto_endpoint
+
+
 @pytest.fixture
 def server(endpoint, monkeypatch):
-    """Clients for the moto server, and the environment a CLI subprocess needs to reach it."""
+    """Clients for the endpoint, and the environment a CLI subprocess needs to reach it."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     clients = aws.make_clients(aws.Target(region=REGION, endpoint_url=endpoint))
     clients.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
