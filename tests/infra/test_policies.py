@@ -30,6 +30,7 @@ from botocore.stub import Stubber
 from testing.helpers import ROOT, isolate_aws
 from filejobs import aws, message
 from filejobs.ops import redrive, resources, status
+from filejobs.ops.arrivals import prefix_status
 from testing import policy
 from testing.recorder import CallRecorder
 from filejobs.ec2 import InstanceProtector, complete_lifecycle_action
@@ -277,6 +278,8 @@ def _scenario(tmp) -> dict:
     report = status.batch_status(sender_clients, bucket=BUCKET, batch_id=failing.batch_id, ext=".out")
     assert (report.total, report.done, report.failed) == (1, 0, 1), report.as_dict()
     assert report.failures and report.failures[0]["reason"] == "exit code 1"
+    by_prefix = prefix_status(sender_clients, bucket=BUCKET, input_prefix="input/", output_prefix="output/", ext=".out")
+    assert by_prefix.failed == 1 and by_prefix.failures[0]["reason"] == "exit code 1", by_prefix.as_dict()
     # StartMessageMoveTask first (moto does not implement it), then receive/send/delete by hand.
     moved = redrive.redrive(sender_clients, queue=QUEUE, errors_bucket=BUCKET)
     assert (moved.moved, moved.method, moved.errors_cleared) == (3, "receive/send/delete", 1), moved
