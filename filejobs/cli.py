@@ -180,8 +180,9 @@ def redrive(queue, region, endpoint_url, profile, dry_run, show_tasks, max_messa
     Uses SQS StartMessageMoveTask where available and follows the task until it has ended, with
     its progress on stderr; otherwise receive/send/delete in batches of 10, up to the number of
     messages the dead-letter queue held when it began. With --bucket, clears the failure records
-    of the jobs it saw moved: all records written before a COMPLETED task started, or exactly those
-    of the messages moved by hand; none when the task failed, was cancelled or is still running.
+    of the jobs it saw moved: after a COMPLETED task every record that was there before the move
+    began, after a move by hand those of the messages moved; a record written again meanwhile (the
+    job failed once more) stays, and none is cleared when the task failed, was cancelled or still runs.
     """
     from .redriveview import show_move_tasks, show_redrive
 
