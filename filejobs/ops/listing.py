@@ -27,8 +27,9 @@ So there are two ways here, chosen by the endpoint:
   This needs only that a plain prefix listing is a true subset and that ``IsTruncated`` is honest,
   plus one more property for a wanted key that is itself a prefix of more than a page of other
   keys: the key sorts before its extensions (true of any lexicographic order, whatever the
-  encoding). The cost matches S3's for names that share long prefixes (numbered files: ~1.1 LIST
-  per 1,000 keys); names that differ from their first character (hashes) cost a few times more.
+  encoding). The cost matches S3's for names that share long prefixes; names that differ from
+  their first character cost a few times more. Measured for 100,000 wanted keys (all / half there):
+  numbered names 101 / 56 LISTs (S3's way: 100), SHA-1 names 241 / 273, mixed words 325 / 71.
 
 A wanted key counts as found when the key exists, or as a directory of parts (``key/...``), which
 is how a worker stores a directory output. Without wanted keys (``list_all``, for ``jobctl status

@@ -10,9 +10,10 @@ reruns and from another machine:
   (exit code, stderr tail, attempts) and its output does not exist;
 * the rest is **pending**: in progress (in flight) or waiting, estimated from the queue's counters.
 
-Cost of one status call: 1 GET (manifest) + ⌈jobs/1000⌉ LIST (outputs) + ⌈failed/1000⌉ LIST
-(errors) + up to ``reasons`` GETs (failure details) + 2 GetQueueAttributes (+1 GetQueueUrl) +
-1 CloudWatch GetMetricStatistics: ≈ 7 requests for 1,000 jobs, ≈ 106 for 100,000.
+Cost of one status call on S3: 1 GET (manifest) + ⌈jobs/1000⌉ LIST (outputs) + ⌈failed/1000⌉
+LIST (errors) + up to ``reasons`` GETs (failure details) + 2 GetQueueAttributes (+1 GetQueueUrl) +
+1 CloudWatch GetMetricStatistics: ≈ 7 requests for 1,000 jobs, ≈ 106 for 100,000. Other stores
+list differently (``listing.py``), about the same for numbered names, up to ~3× for random ones.
 
 The arithmetic (which outputs and failure records belong to which job, throughput) is pure and
 kept apart from the reading, so it is tested without S3.
