@@ -214,3 +214,17 @@ def test_a_missing_dead_letter_queue_is_named(mocked, make_resources):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"jobctl: error: the dead-letter queue {res.dlq_url.rsplit('/', 1)[1]} of "
                                      f"{res.queue_url} does not exist")
+
+
+def test_records_past_a_page_on_a_store_that_pages_like_localstack_are_all_found_and_cleared(tmp_path, mocked,
+                                                                                             make_resources):
+    from testing.fakes3 import PercentEncodedListing
+
+    names = ["a.txt", "ä.txt", "b.txt", "über.txt", "c.txt"]
+    res = failed_twice(tmp_path, mocked, make_resources, names)
+    clients, _ = with_move_tasks(mocked, res, [("COMPLETED", None)])
+    clients = aws.Clients(s3=PercentEncodedListing(mocked.s3, page_size=2), sqs=clients.sqs, session=clients.session,
+                          target=aws.Target(region="us-east-1", endpoint_url="http://127.0.0.1:4566"))
+    result = redrive.redrive(clients, queue=res.queue_url, errors_bucket=res.bucket, sleep=lambda s: None)
+    assert (result.moved, result.errors_cleared, result.notes) == (5, 5, [])
+    assert status.batch_status(mocked, bucket=res.bucket).failed == 0
