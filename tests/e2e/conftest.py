@@ -61,6 +61,12 @@ def kind(endpoint):
     return endpoint_kind(endpoint)
 
 
+@pytest.fixture(scope="session")
+def lacks(kind) -> dict:
+    """What the endpoint cannot do: feature -> why (for a test that takes another way there)."""
+    return LACKS[kind]
+
+
 @pytest.fixture(autouse=True)
 def _skip_what_the_endpoint_lacks(request):
     marks = list(request.node.iter_markers("needs"))

@@ -76,21 +76,31 @@ def test_a_missing_bucket_is_named(server):
     assert result.stderr.strip() == "jobctl: error: bucket no-such-bucket-e2e does not exist"
 
 
-@pytest.mark.needs("move_tasks")
-def test_redrive_follows_the_move_task_and_the_fixed_command_finishes_the_jobs(server, tmp_path):
+def test_redrive_moves_the_failed_jobs_back_and_the_fixed_command_finishes_them(server, tmp_path, lacks):
+    """With a move task where the endpoint has them (followed to COMPLETED), else by hand (moto's
+    server answers the move task with an HTML 500, which must not cost botocore's retries)."""
     res = make(server, max_receive_count=1)
     send(server, tmp_path, res, ["x.txt", "ÿ.txt"])
     work(server, tmp_path, res, "false")
     failed = json.loads(jobctl(server, "status", res.bucket, "--json").stdout)
     assert failed["failed"] == 2, failed
     moved = json.loads(jobctl(server, "redrive", res.queue_url, "--bucket", res.bucket, "--json").stdout)
+    method = "receive/send/delete" if "move_tasks" in lacks else "StartMessageMoveTask"
     assert (moved["method"], moved["status"], moved["moved"], moved["errors_cleared"]) == (
-        "StartMessageMoveTask", "COMPLETED", 2, 2), moved
-    tasks = jobctl(server, "redrive", res.queue_url, "--status", "--json")
-    assert json.loads(tasks.stdout)[0]["status"] == "COMPLETED"
+        method, "COMPLETED", 2, 2), moved
     work(server, tmp_path, res, "cp")
     done = json.loads(jobctl(server, "status", res.bucket, "--json").stdout)
     assert (done["done"], done["failed"]) == (2, 0), done
+
+
+@pytest.mark.needs("move_tasks")
+def test_redrive_status_shows_the_move_task_that_ran(server, tmp_path):
+    res = make(server, max_receive_count=1)
+    send(server, tmp_path, res, ["x.txt"])
+    work(server, tmp_path, res, "false")
+    jobctl(server, "redrive", res.queue_url, "--no-wait")
+    tasks = json.loads(jobctl(server, "redrive", res.queue_url, "--status", "--json").stdout)
+    assert [t["status"] for t in tasks][:1] in (["RUNNING"], ["COMPLETED"]) and tasks[0]["to_move"] == 1, tasks
 
 
 def test_create_watch_sends_an_event_for_each_new_object_under_the_prefix(server):
