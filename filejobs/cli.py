@@ -15,6 +15,7 @@ import click
 from . import aws
 from .ops import resources
 from .clitools import Fail, Group, aws_options, connect, version_option
+from .deploycli import register as register_operator_commands
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -160,6 +161,9 @@ def redrive(queue, region, endpoint_url, profile, dry_run, max_messages, bucket,
         click.echo(f"moved {result.moved} messages back to {queue} ({result.method or 'nothing to move'})"
                    + (f"; cleared {result.errors_cleared} failure records" if result.errors_cleared else ""), err=True)
     return 0
+
+
+register_operator_commands(cli)  # deploy, destroy, simulate (filejobs/deploycli.py)
 
 
 def main():

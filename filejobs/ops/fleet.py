@@ -258,7 +258,7 @@ class FleetRun:
         self.result.series.append(Row(minute=k - 1, visible=now["visible"], in_flight=now["in_flight"],
                                       desired=self.desired, instances=sum(i.state != "gone" for i in self.instances),
                                       busy=sum(bool(i.running) for i in self.instances), in_alarm=step.in_alarm,
-                                      policy=step.chosen))
+                                      policy=step.chosen, visible_end=len(self.visible), in_flight_end=self.in_flight))
         if self.remaining == 0 and self.desired <= self.model.min_size and \
                 all(i.state == "gone" for i in self.instances) or k >= self.fleet.max_minutes:
             return False

@@ -121,7 +121,8 @@ class Fleet:
 
 @dataclass(frozen=True)
 class Row:
-    """One minute of a run: the datapoints it produced and what the group did at its end."""
+    """One minute of a run: the datapoints it produced (maxima over the minute, as the alarms read
+    them), the queue as the minute ended, and what the group did then."""
 
     minute: int
     visible: int
@@ -131,6 +132,8 @@ class Row:
     busy: int
     in_alarm: tuple[str, ...]
     policy: str | None
+    visible_end: int = 0
+    in_flight_end: int = 0
 
 
 @dataclass
