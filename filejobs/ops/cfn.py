@@ -92,7 +92,8 @@ def explain(exc: BaseException) -> OpsError:
     if isinstance(exc, (bexc.NoCredentialsError, bexc.PartialCredentialsError)) or \
             aws.error_code(exc) in _BAD_CREDENTIALS:
         return OpsError(aws.describe(exc), "credentials")
-    if isinstance(exc, bexc.ClientError) and aws.is_denied(exc):
+    # EC2 says UnauthorizedOperation where the other services say AccessDenied.
+    if isinstance(exc, bexc.ClientError) and (aws.is_denied(exc) or aws.error_code(exc) == "UnauthorizedOperation"):
         return OpsError(f"missing permission {iam_action(exc)} (AWS denied {exc.operation_name}; "
                         "grant it to these credentials, see setup.md)", "denied")
     return OpsError(aws.describe(exc))

@@ -43,13 +43,13 @@ def _panel(title: str, lower: list[int], upper: list[int], rows: int, marks: str
     return lines
 
 
-def _axis(columns: int, per: int) -> str:
-    """Minute labels under every tenth column."""
-    cells = [" "] * (columns + 6)
+def _axis(columns: int, per: int, width: int) -> str:
+    """Minute labels under every tenth column (as far as the width allows)."""
+    cells = [" "] * max(columns, width - LABEL - 2)
     for col in range(0, columns, 10):
-        for i, ch in enumerate(str(col * per)):
-            if col + i < len(cells):
-                cells[col + i] = ch
+        label = str(col * per)
+        if col + len(label) <= len(cells):
+            cells[col:col + len(label)] = label
     return f"{'minute':>{LABEL}}  " + "".join(cells).rstrip()
 
 
@@ -57,10 +57,11 @@ def render(series: Sequence, *, width: int = 80) -> list[str]:
     if not series:
         return ["(no minutes to chart)"]
     cols, per = _columns(series, width)
-    step = "" if per == 1 else f", {per} minutes per column (their busiest)"
-    out = _panel(f"jobs running (=) and waiting (#) as each minute ends{step}",
+    out = _panel("jobs running (=) and waiting (#) as each minute ends",
                  [r.in_flight_end for r in cols], [r.visible_end for r in cols], 8, "=#")
+    if per > 1:
+        out.insert(1, f"(each column is {per} minutes: the busiest of them)")
     out += _panel("instances: busy (#) and idle (:)",
                   [min(r.busy, r.instances) for r in cols], [max(0, r.instances - r.busy) for r in cols], 6, "#:")
-    out.append(_axis(len(cols), per))
+    out.append(_axis(len(cols), per, width))
     return out

@@ -33,6 +33,7 @@ class _Instance:
         self.protected_from = math.inf
         self.unprotect_at = -math.inf
         self.token = 0  # bumped when its jobs are taken away, so their finish events are ignored
+        self.busy_since = math.inf  # when it last went from idle to running a job
 
     @property
     def active(self) -> bool:
@@ -114,6 +115,8 @@ class FleetRun:
             self._start(t, inst, slot, self.visible.popleft())
 
     def _start(self, t: float, inst: _Instance, slot: int, job: int) -> None:
+        if not inst.running:
+            inst.busy_since = t
         if not inst.running and not inst.protected(t):
             inst.protected_from = t + self.fleet.protect_lag_s  # the worker protects itself once busy
         elif not inst.running:
@@ -284,7 +287,10 @@ class FleetRun:
             return
         # Scale-in never picks a protected instance; the rest waits for its protection to clear.
         for inst in scale_in_order(self.rng, [i for i in active if not i.protected(t)])[:surplus]:
-            if inst.running:
+            # Busy: running a job it started before this instant. A job sent (or a worker ready) at the
+            # very instant Auto Scaling decides is a tie the replay's whole-second times make common and
+            # AWS all but never has; either way the termination hook drains it, nothing is cut.
+            if inst.running and inst.busy_since < t:
                 self.result.busy_terminated += 1
             if self.hook:
                 self._leave(t, inst, t + self.drain_timeout_s)

@@ -25,7 +25,7 @@ from .replay import Fleet, Result, Workload
 
 #: The template parameters that change what the replay does (a test checks that no other does).
 SIMULATED = ("MaxSize", "SlotsPerInstance", "MessagesPerInstance", "QuietMinutes", "JobTimeout", "GraceSeconds",
-             "VisibilityTimeout", "OnDemandBaseCapacity", "OnDemandPercentageAboveBase")
+             "VisibilityTimeout", "OnDemandBaseCapacity", "OnDemandPercentageAboveBase", "MaxMessageAgeSeconds")
 
 # Requests per job as measured by the benchmarks (bench/README.md, "Results", runs of 2026-11-28):
 # sendjobs 1.100 per file = 1 PutObject + 1/10 SendMessageBatch; getjobs 2.213 per job on moto
@@ -138,18 +138,34 @@ class Report:
     settings: dict  # the simulated parameters, defaults included
     result: Result
     cost: dict
+    notified: dict = field(default_factory=dict)  # alarm that notifies (SNS) -> first minute in ALARM
 
 
 def run(scenario: Scenario, template: dict | None = None) -> Report:
     template = model_template(template)
     model = scaling.load_model(template, scenario.parameters)
     workload = Workload(tuple(scenario.durations_s), scenario.rate_per_min)
-    fleet = Fleet(boot_s=scenario.boot_s, spot_rate_per_hour=scenario.spot_rate_per_hour,
-                  spot_notices=tuple(scenario.spot_notices), seed=scenario.seed)
-    result = replay.run(model, workload, fleet)
     defaults = {k: str(v.get("Default", "")) for k, v in (template.get("Parameters") or {}).items()}
     settings = {k: str(scenario.parameters.get(k, defaults.get(k, ""))) for k in SIMULATED}
-    return Report(scenario, settings, result, cost(result, scenario.instance_price_usd_h))
+    fleet = Fleet(boot_s=scenario.boot_s, spot_rate_per_hour=scenario.spot_rate_per_hour,
+                  spot_notices=tuple(scenario.spot_notices), seed=scenario.seed,
+                  max_minutes=horizon_minutes(scenario, model))
+    result = replay.run(model, workload, fleet)
+    notifying = {name for name, alarm in model.alarms.items()
+                 if alarm.actions and all(action in model.topics for action in alarm.actions)}
+    notified: dict = {}
+    for row in result.series:
+        for name in notifying.intersection(row.in_alarm):
+            notified.setdefault(name, row.minute)
+    return Report(scenario, settings, result, cost(result, scenario.instance_price_usd_h), notified)
+
+
+def horizon_minutes(scenario: Scenario, model) -> int:
+    """When the replay stops whatever happens: a day, or twice what the work needs at full size."""
+    slots = max(1, model.max_size * model.worker.slots)
+    sending = 0 if not scenario.rate_per_min else scenario.jobs / scenario.rate_per_min
+    work = sum(scenario.durations_s) / 60 / slots + max(scenario.durations_s, default=0) / 60
+    return max(24 * 60, math.ceil(2 * (sending + work) + scenario.boot_s / 60 + 120))
 
 
 def model_template(template: dict | None) -> dict:
@@ -213,7 +229,11 @@ def summary_lines(report: Report, width: int = 80) -> list[str]:
         f"peak instances     {r.peak_instances}",
         f"instance-minutes   {r.instance_minutes:,.1f}",
         f"busy terminated    {r.busy_terminated} (instances scale-in took while they ran a job)",
-        f"jobs               {r.jobs_done:,} done, {r.jobs_failed:,} over JobTimeout, {r.jobs_lost:,} lost",
+        "alarm notices      " + (", ".join(f"{a} from minute {m}" for a, m in sorted(report.notified.items()))
+                                 or "none (dead letters, oldest job, boot failures)"),
+        f"jobs               {r.jobs_done:,} done, {r.jobs_failed:,} over JobTimeout, "
+        + (f"{r.jobs_lost:,} not done when the replay stopped" if r.empty_s is None and r.jobs_lost else
+           f"{r.jobs_lost:,} lost"),
         f"                   {r.jobs_released:,} released by a drain, {r.jobs_cut:,} cut, "
         f"{r.interruptions} Spot interruptions",
         f"estimated cost     {money[0]}", *money[1:],
@@ -229,7 +249,7 @@ def as_json(report: Report) -> dict:
     r = report.result
     return {"scenario": {"jobs": report.scenario.jobs,
                          **{k: v for k, v in asdict(report.scenario).items() if k != "durations_s"}},
-            "settings": report.settings, "result": r.as_dict(), "cost": report.cost,
+            "settings": report.settings, "result": r.as_dict(), "cost": report.cost, "notified": report.notified,
             "series": [asdict(row) for row in r.series]}
 
 
