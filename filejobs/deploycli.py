@@ -160,7 +160,8 @@ def _artifact_builder(ctx, path: str | None, workdir: str):
     from .ops import artifact
 
     if path:
-        return lambda: artifact.Artifact(path=path, key=f"code/{os.path.basename(path)}", sha256=artifact.sha256_of(path))
+        return lambda: artifact.Artifact(path=path, key=f"code/{os.path.basename(path)}",
+                                         sha256=artifact.sha256_of(path))
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "filejobs", "wheels")
 
     def build():

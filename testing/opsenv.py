@@ -79,3 +79,12 @@ def write_artifact(path: str, payload: bytes = b"wheels") -> str:
         info.size, info.mtime = len(payload), 0
         tar.addfile(info, io.BytesIO(payload))
     return path
+
+
+def error_line(result) -> str:
+    """A CLI failure's line: the only ``jobctl: error:`` line, the last on stderr, no traceback anywhere."""
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("jobctl: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return errors[0]

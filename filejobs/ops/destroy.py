@@ -69,7 +69,8 @@ def own_bucket_name(stack_id: str) -> str:
 def survey(svc: Services, stack: dict) -> Teardown:
     stack_id = stack["StackId"]
     res = cfn.resources(svc.cloudformation, stack_id)
-    of = lambda kind: [r for r in res.values() if r.get("ResourceType") == kind and r.get("PhysicalResourceId")]  # noqa: E731
+    of = lambda kind: [r for r in res.values()  # noqa: E731
+                       if r.get("ResourceType") == kind and r.get("PhysicalResourceId")]
     params = cfn.parameters(stack)
     td = Teardown(name=stack["StackName"], stack_id=stack_id, status=stack["StackStatus"],
                   alarms=[r["PhysicalResourceId"] for r in of("AWS::CloudWatch::Alarm")],
@@ -178,7 +179,7 @@ def drain(svc: Services, td: Teardown, request: DestroyRequest, say: Callable[[s
             say(f"--force: not waiting for {state}")
             return
         if svc.clock() >= deadline:
-            why = " (no worker of the group holds them: retries waiting, or a worker elsewhere)" if not instances else ""
+            why = "" if instances else " (no worker of the group holds them: retries waiting, or a worker elsewhere)"
             raise OpsError(f"still draining after {limit:.0f} s: {state}{why}; nothing was deleted; run this again "
                            "to keep waiting, or add --force to delete anyway", "drain-timeout")
         if state != last:
@@ -227,7 +228,8 @@ def empty_bucket(s3, bucket: str) -> int | None:
                 response = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
                 if response.get("Errors"):
                     e = response["Errors"][0]
-                    raise OpsError(f"could not delete s3://{bucket}/{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}")
+                    raise OpsError(f"could not delete s3://{bucket}/{e.get('Key')}: {e.get('Code')} "
+                                   f"{e.get('Message', '')}".rstrip())
                 deleted += len(keys[i:i + 1000])
         for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for upload in page.get("Uploads") or []:

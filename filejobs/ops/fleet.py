@@ -115,8 +115,7 @@ class FleetRun:
             self._start(t, inst, slot, self.visible.popleft())
 
     def _start(self, t: float, inst: _Instance, slot: int, job: int) -> None:
-        if not inst.running:
-            inst.busy_since = t
+        inst.busy_since = t if not inst.running else inst.busy_since
         if not inst.running and not inst.protected(t):
             inst.protected_from = t + self.fleet.protect_lag_s  # the worker protects itself once busy
         elif not inst.running:
@@ -287,9 +286,7 @@ class FleetRun:
             return
         # Scale-in never picks a protected instance; the rest waits for its protection to clear.
         for inst in scale_in_order(self.rng, [i for i in active if not i.protected(t)])[:surplus]:
-            # Busy: running a job it started before this instant. A job sent (or a worker ready) at the
-            # very instant Auto Scaling decides is a tie the replay's whole-second times make common and
-            # AWS all but never has; either way the termination hook drains it, nothing is cut.
+            # Busy: a job started before this instant (a same-instant start is a tie: Result.busy_terminated).
             if inst.running and inst.busy_since < t:
                 self.result.busy_terminated += 1
             if self.hook:

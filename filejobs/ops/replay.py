@@ -149,7 +149,11 @@ class Result:
     jobs_failed: int = 0  # killed by the job timeout
     jobs_released: int = 0  # released by a drain (visibility 0), run again elsewhere
     jobs_cut: int = 0  # killed by a termination without drain; back after the visibility timeout
-    busy_terminated: int = 0  # instances scale-in chose while they ran a job
+    # Instances scale-in chose while they ran a job started before that instant (one started at the
+    # very instant is a tie the replay's whole-second times make common and AWS all but never has).
+    # Only the lag between a receive and its protection (Fleet.protect_lag_s) allows one; the
+    # termination hook then drains the instance, so nothing is cut.
+    busy_terminated: int = 0
     interruptions: int = 0
     series: list[Row] = field(default_factory=list)
 

@@ -23,7 +23,7 @@ from filejobs.ops import cfn
 from filejobs.ops.template import load_template
 from testing.awsstub import error
 from testing.helpers import REGION, ROOT
-from testing.opsenv import ops_env, write_artifact
+from testing.opsenv import error_line, ops_env, write_artifact
 
 STACK = "fj"
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse")
@@ -45,13 +45,6 @@ def deploy(env, archive, *args, input=None):
     return env.jobctl("deploy", STACK, "--artifact", archive, *args, input=input)
 
 
-def error_line(result) -> str:
-    """The failure: one line, the last on stderr, and no traceback anywhere."""
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("jobctl: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return errors[0]
 
 
 def stack_of(env) -> dict:

@@ -19,7 +19,7 @@ from filejobs.ops import cfn
 from filejobs.ops.template import load_template
 from testing.awsstub import error
 from testing.helpers import REGION
-from testing.opsenv import ops_env, write_artifact
+from testing.opsenv import error_line, ops_env, write_artifact
 
 STACK = "fj"
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse")
@@ -104,12 +104,6 @@ def stack_exists(env) -> bool:
     return cfn.describe_stack(env.plain["cloudformation"], STACK) is not None
 
 
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("jobctl: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return errors[0]
 
 
 # --------------------------------------------------------------------------- the order

@@ -240,3 +240,18 @@ def test_the_model_read_is_the_shipped_templates(template):
     assert report.settings["MaxSize"] == "3" and model.max_size == 3
     assert report.settings["QuietMinutes"] == str(template["Parameters"]["QuietMinutes"]["Default"])
     assert report.result.instance_minutes == pytest.approx(report.cost["instance_hours"] * 60, abs=0.06)
+
+
+def test_the_docs_show_what_the_commands_print():
+    """setup.md's chart is the burst scenario's golden output; README's "On real AWS" is the three commands."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "setup.md"), encoding="utf-8") as fh:
+        setup = fh.read()
+    with open(os.path.join(GOLDEN_DIR, "simulate_burst.txt"), encoding="utf-8") as fh:
+        assert "$ jobctl simulate " + " ".join(GOLDEN["burst"]) + "\n" + fh.read() + "```" in setup
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    section = readme.split("## On real AWS", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```")[1]
+    assert [line.split()[:2] for line in block.strip().splitlines() if not line.startswith(" ")] == [
+        ["jobctl", "deploy"], ["sendjobs", "./photos"], ["jobctl", "destroy"]]
