@@ -45,8 +45,6 @@ def deploy(env, archive, *args, input=None):
     return env.jobctl("deploy", STACK, "--artifact", archive, *args, input=input)
 
 
-
-
 def stack_of(env) -> dict:
     return env.plain["cloudformation"].describe_stacks(StackName=STACK)["Stacks"][0]
 

@@ -104,8 +104,6 @@ def stack_exists(env) -> bool:
     return cfn.describe_stack(env.plain["cloudformation"], STACK) is not None
 
 
-
-
 # --------------------------------------------------------------------------- the order
 
 
