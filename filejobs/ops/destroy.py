@@ -69,8 +69,9 @@ def own_bucket_name(stack_id: str) -> str:
 def survey(svc: Services, stack: dict) -> Teardown:
     stack_id = stack["StackId"]
     res = cfn.resources(svc.cloudformation, stack_id)
-    of = lambda kind: [r for r in res.values()  # noqa: E731
-                       if r.get("ResourceType") == kind and r.get("PhysicalResourceId")]
+    # What a rollback already deleted is left out; a retained bucket is DELETE_SKIPPED and stays in.
+    of = lambda kind: [r for r in res.values() if r.get("ResourceType") == kind  # noqa: E731
+                       and r.get("PhysicalResourceId") and r.get("ResourceStatus") != "DELETE_COMPLETE"]
     params = cfn.parameters(stack)
     td = Teardown(name=stack["StackName"], stack_id=stack_id, status=stack["StackStatus"],
                   alarms=[r["PhysicalResourceId"] for r in of("AWS::CloudWatch::Alarm")],
@@ -132,7 +133,7 @@ def plan_lines(svc: Services, td: Teardown, request: DestroyRequest) -> list[str
     instances = group_instances(svc.autoscaling, td.group)
     if instances is not None:
         busy = sum(bool(i.get("ProtectedFromScaleIn")) for i in instances)
-        out.append(f"  group {td.group}: {len(instances)} instances ({busy} running jobs): scaled to 0, drained")
+        out.append(f"  group {td.group}: {len(instances)} instances, {busy} busy: scaled to 0 and drained")
     for url in td.queues:
         counts = queue_counts(svc.sqs, url)
         if counts is not None:

@@ -113,7 +113,7 @@ def test_teardown_stops_work_drains_then_purges_empties_and_deletes_in_that_orde
     result = env.jobctl("destroy", STACK, input="y\n")
     assert result.exit_code == 0, result.stderr
     plan = result.stderr.split("delete stack fj and all of the above?")[0]
-    assert "group fj-workers: 3 instances (1 running jobs)" in plan and "4 waiting, 1 in flight" in plan
+    assert "group fj-workers: 3 instances, 1 busy" in plan and "4 waiting, 1 in flight" in plan
     assert f"bucket {env.out['BucketName']}: 5 objects (versions included): emptied and deleted" in plan  # and the artifact
     names = env.calls.names()
     first = lambda name: names.index(name)  # noqa: E731
@@ -322,3 +322,31 @@ def test_a_missing_permission_names_the_action_exit_4(env):
 def test_no_stack_is_nothing_to_destroy(env):
     result = env.jobctl("destroy", "never-made", "--yes")
     assert result.exit_code == 0 and f"stack never-made does not exist in {REGION}: nothing to destroy" in result.stderr
+
+
+def test_what_a_failed_creation_left_is_removed(env):
+    """After a rollback (moto never rolls back: ListStackResources and DescribeStacks are answered as
+    AWS has them then) the stack is ROLLBACK_COMPLETE, its resources DELETE_COMPLETE except the
+    bucket, retained (DELETE_SKIPPED): destroy deletes that bucket and the stack, nothing else."""
+    real = env.plain["cloudformation"]
+
+    def list_resources(params):
+        page = copy.deepcopy(real.list_stack_resources(**params))
+        for r in page["StackResourceSummaries"]:
+            r["ResourceStatus"] = "DELETE_SKIPPED" if r.get("LogicalResourceId") == "Bucket" else "DELETE_COMPLETE"
+        return page
+
+    def describe(params):
+        stack = copy.deepcopy(real.describe_stacks(**params)["Stacks"][0])
+        if stack["StackStatus"] == "CREATE_COMPLETE":
+            stack["StackStatus"] = "ROLLBACK_COMPLETE"
+        return {"Stacks": [stack]}
+
+    env.calls.answer("cloudformation", "ListStackResources", list_resources)
+    env.calls.answer("cloudformation", "DescribeStacks", describe)
+    result = env.jobctl("destroy", STACK, "--yes")
+    assert result.exit_code == 0, result.stderr
+    names = env.calls.names()
+    for untouched in ("cloudwatch:DisableAlarmActions", "autoscaling:UpdateAutoScalingGroup", "sqs:PurgeQueue"):
+        assert untouched not in names
+    assert not bucket_exists(env, env.out["BucketName"]) and "cloudformation:DeleteStack" in names
