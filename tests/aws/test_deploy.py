@@ -5,7 +5,10 @@ moto creates this stack (and skips its scaling policies, alarms and bucket/queue
 tests/infra/test_template.py covers from the template). What moto cannot do is answered by the test
 through botocore's hooks (testing.awsstub), each place saying why: moto cannot execute an UPDATE of
 this stack (it sees every List parameter as changed and then fails to re-create the Auto Scaling
-group), never rolls back, and never denies access.
+group), never rolls back, and never denies access. Other moto differences the code allows for: a
+stack made by executing a CREATE change set has no Outputs in moto (so a new stack is made with
+CreateStack, after its plan is shown, and only updates go through change sets); DescribeStacks gives
+an SSM-typed parameter's value without ResolvedValue, and a List parameter as Python's repr.
 """
 
 from __future__ import annotations
