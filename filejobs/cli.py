@@ -1,4 +1,4 @@
-"""jobctl: the companion commands — batch status and redrive, a local endpoint, quick-start resources.
+"""jobctl: the companion commands — batch status and redrive, deploy/destroy/simulate, a local endpoint, quick-start resources.
 
 ``sendjobs`` and ``getjobs`` keep the original tutorial's invocations; everything that is neither
 submitting nor working lives here.
@@ -15,6 +15,7 @@ import click
 from . import aws
 from .ops import resources
 from .clitools import Fail, Group, aws_options, connect, prefix, version_option
+from .deploycli import register as register_operator_commands
 from .statusview import WAIT_EXIT_HELP, StatusQuery, show_status
 
 
@@ -22,7 +23,7 @@ from .statusview import WAIT_EXIT_HELP, StatusQuery, show_status
 @version_option
 def cli():
     """Companion commands for sendjobs/getjobs: batch status and redrive, a local AWS endpoint,
-    quick-start resources."""
+    quick-start resources, and deploying, tearing down and simulating the AWS stack."""
 
 
 @cli.command()
@@ -197,6 +198,9 @@ def redrive(queue, region, endpoint_url, profile, dry_run, show_tasks, max_messa
                              errors_prefix=prefix(errors_prefix), batch_prefix=prefix(batch_prefix),
                              follow=not no_wait, timeout_s=timeout)
     return show_redrive(clients, queue=queue, options=options, as_json=as_json)
+
+
+register_operator_commands(cli)  # deploy, destroy, simulate (filejobs/deploycli.py)
 
 
 def main():

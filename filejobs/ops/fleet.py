@@ -33,6 +33,7 @@ class _Instance:
         self.protected_from = math.inf
         self.unprotect_at = -math.inf
         self.token = 0  # bumped when its jobs are taken away, so their finish events are ignored
+        self.busy_since = math.inf  # when it last went from idle to running a job
 
     @property
     def active(self) -> bool:
@@ -114,6 +115,7 @@ class FleetRun:
             self._start(t, inst, slot, self.visible.popleft())
 
     def _start(self, t: float, inst: _Instance, slot: int, job: int) -> None:
+        inst.busy_since = t if not inst.running else inst.busy_since
         if not inst.running and not inst.protected(t):
             inst.protected_from = t + self.fleet.protect_lag_s  # the worker protects itself once busy
         elif not inst.running:
@@ -258,7 +260,7 @@ class FleetRun:
         self.result.series.append(Row(minute=k - 1, visible=now["visible"], in_flight=now["in_flight"],
                                       desired=self.desired, instances=sum(i.state != "gone" for i in self.instances),
                                       busy=sum(bool(i.running) for i in self.instances), in_alarm=step.in_alarm,
-                                      policy=step.chosen))
+                                      policy=step.chosen, visible_end=len(self.visible), in_flight_end=self.in_flight))
         if self.remaining == 0 and self.desired <= self.model.min_size and \
                 all(i.state == "gone" for i in self.instances) or k >= self.fleet.max_minutes:
             return False
@@ -284,7 +286,8 @@ class FleetRun:
             return
         # Scale-in never picks a protected instance; the rest waits for its protection to clear.
         for inst in scale_in_order(self.rng, [i for i in active if not i.protected(t)])[:surplus]:
-            if inst.running:
+            # Busy: a job started before this instant (a same-instant start is a tie: Result.busy_terminated).
+            if inst.running and inst.busy_since < t:
                 self.result.busy_terminated += 1
             if self.hook:
                 self._leave(t, inst, t + self.drain_timeout_s)

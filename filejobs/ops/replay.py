@@ -121,7 +121,8 @@ class Fleet:
 
 @dataclass(frozen=True)
 class Row:
-    """One minute of a run: the datapoints it produced and what the group did at its end."""
+    """One minute of a run: the datapoints it produced (maxima over the minute, as the alarms read
+    them), the queue as the minute ended, and what the group did then."""
 
     minute: int
     visible: int
@@ -131,6 +132,8 @@ class Row:
     busy: int
     in_alarm: tuple[str, ...]
     policy: str | None
+    visible_end: int = 0
+    in_flight_end: int = 0
 
 
 @dataclass
@@ -146,7 +149,11 @@ class Result:
     jobs_failed: int = 0  # killed by the job timeout
     jobs_released: int = 0  # released by a drain (visibility 0), run again elsewhere
     jobs_cut: int = 0  # killed by a termination without drain; back after the visibility timeout
-    busy_terminated: int = 0  # instances scale-in chose while they ran a job
+    # Instances scale-in chose while they ran a job started before that instant (one started at the
+    # very instant is a tie the replay's whole-second times make common and AWS all but never has).
+    # Only the lag between a receive and its protection (Fleet.protect_lag_s) allows one; the
+    # termination hook then drains the instance, so nothing is cut.
+    busy_terminated: int = 0
     interruptions: int = 0
     series: list[Row] = field(default_factory=list)
 

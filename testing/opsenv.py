@@ -1,0 +1,90 @@
+"""A moto account for the operator commands (``jobctl deploy``/``destroy``): their clients recorded
+(``testing.awsstub.Calls``), a fake clock whose sleeps can make things happen, and the CLI run with
+click's CliRunner, the clients injected through ``ctx.obj``."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import boto3
+from click.testing import CliRunner
+
+from filejobs import aws
+from filejobs import cli as jobctl
+from filejobs.ops.cfn import Services
+from testing.awsstub import Calls
+from testing.helpers import REGION
+
+SERVICES = ("cloudformation", "s3", "sqs", "autoscaling", "cloudwatch", "ec2")
+
+
+@dataclass
+class FakeClock:
+    """Time that moves only when slept; ``on_sleep(n)`` runs at the n-th sleep (a worker finishing
+    a job, a hook completing)."""
+
+    t: float = 0.0
+    sleeps: list = field(default_factory=list)
+    on_sleep: Callable[[int], None] | None = None
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.sleeps.append(seconds)
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+
+
+@dataclass
+class OpsEnv:
+    session: object
+    calls: Calls
+    clients: dict  # recorded, possibly answered: what the commands use
+    plain: dict  # the same services, not recorded: what a test uses to look or to act
+    clock: FakeClock
+
+    def services(self, region: str | None = None) -> Services:
+        return Services(**self.clients, region=REGION, clock=self.clock.now, sleep=self.clock.sleep)
+
+    def jobctl(self, *args, input: str | None = None):
+        """Run ``jobctl ARGS`` in-process; ``result.exit_code``, ``.stdout``, ``.stderr``."""
+        return CliRunner().invoke(jobctl.cli, [str(a) for a in args], obj={"services": self.services},
+                                  prog_name="jobctl", input=input)
+
+
+@contextmanager
+def ops_env():
+    from moto import mock_aws
+
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        calls = Calls()
+        clients = {name: calls.attach(session.client(name, config=aws.client_config())) for name in SERVICES}
+        plain = {name: session.client(name) for name in SERVICES}
+        yield OpsEnv(session, calls, clients, plain, FakeClock())
+
+
+def write_artifact(path: str, payload: bytes = b"wheels") -> str:
+    """A small stand-in for the wheelhouse archive (``--artifact``), byte-identical for one payload."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        info = tarfile.TarInfo("wheelhouse/requirements.txt")
+        info.size, info.mtime = len(payload), 0
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def error_line(result) -> str:
+    """A CLI failure's line: the only ``jobctl: error:`` line, the last on stderr, no traceback anywhere."""
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("jobctl: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return errors[0]
