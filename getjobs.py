@@ -12,7 +12,7 @@ from filejobs import aws
 from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
 from filejobs.events import EventLog
 from filejobs.message import Allowed
-from filejobs.runner import CommandRunner, HandlerRunner
+from filejobs.runner import CommandRunner, HandlerRunner, ProgramError, resolve_program
 from filejobs.worker import FatalWorkerError, Worker, WorkerConfig
 
 EPILOG = """\b
@@ -27,6 +27,11 @@ Options go before WORK_DIR; everything after COMMAND is passed to it. The comman
 COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell). A 0 exit with OUTPUT_PATH written (a file, or a
 directory whose files are all uploaded) makes the job done; its output lands at
 OUTPUT_PREFIX + the input's path below INPUT_PREFIX + OUTPUT_EXTENSION.
+
+\b
+COMMAND is found once, at start-up: a name with a slash (scripts/process.sh, ./run) is a path from
+the folder getjobs is started in; any other name is looked up on PATH. A missing or non-executable
+program (or a --handler that cannot be imported or called) exits 2 before any job is received.
 
 \b
 Trust: messages are untrusted. Keys that are absolute or contain a '..' segment are always refused;
@@ -106,7 +111,10 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
     if os.path.exists(work_dir) and not os.path.isdir(work_dir):
         raise click.BadParameter("not a directory", param_hint="WORK_DIR")
     try:
-        runner = HandlerRunner(handler) if handler else CommandRunner(command)
+        runner = HandlerRunner(handler) if handler else CommandRunner(
+            (resolve_program(command[0], start_dir=os.getcwd(), search_path=os.environ.get("PATH")), *command[1:]))
+    except ProgramError as exc:
+        raise click.BadParameter(str(exc), param_hint="COMMAND") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--handler") from None
     config = WorkerConfig(
