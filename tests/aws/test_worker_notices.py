@@ -147,9 +147,9 @@ class OnAnInstance:
 
     def snapshot(self) -> dict:
         """What the world looks like when the lifecycle action is completed."""
-        counts = self.sqs.get_queue_attributes(QueueUrl=self.res.queue_url, AttributeNames=["All"])["Attributes"]
-        return {"running": self.runner.running,
-                "queue": (int(counts["ApproximateNumberOfMessages"]), int(counts["ApproximateNumberOfMessagesNotVisible"]))}
+        a = self.sqs.get_queue_attributes(QueueUrl=self.res.queue_url, AttributeNames=["All"])["Attributes"]
+        visible, invisible = int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+        return {"running": self.runner.running, "queue": (visible, invisible)}
 
     def join(self):
         self.thread.join(30)
