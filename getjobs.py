@@ -12,7 +12,7 @@ from filejobs import aws
 from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
 from filejobs.events import EventLog
 from filejobs.message import Allowed
-from filejobs.runner import CommandRunner, HandlerRunner
+from filejobs.runner import CommandRunner, HandlerRunner, ProgramError, resolve_program
 from filejobs.worker import FatalWorkerError, Worker, WorkerConfig
 
 EPILOG = """\b
@@ -27,6 +27,11 @@ Options go before WORK_DIR; everything after COMMAND is passed to it. The comman
 COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell). A 0 exit with OUTPUT_PATH written (a file, or a
 directory whose files are all uploaded) makes the job done; its output lands at
 OUTPUT_PREFIX + the input's path below INPUT_PREFIX + OUTPUT_EXTENSION.
+
+\b
+COMMAND is found once, at start-up: a name with a slash (scripts/process.sh, ./run) is a path from
+the folder getjobs is started in; any other name is looked up on PATH. A missing or non-executable
+program (or a --handler that cannot be imported or called) exits 2 before any job is received.
 
 \b
 Trust: messages are untrusted. Keys that are absolute or contain a '..' segment are always refused;
@@ -74,13 +79,24 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
               help="Long-poll wait per receive.")
 @click.option("--protect-instance", is_flag=True, show_envvar=True,
               help="On EC2 in an Auto Scaling group: scale-in protection while jobs run (instance id via IMDSv2).")
+@click.option("--watch-notices", is_flag=True, show_envvar=True,
+              help="On EC2: read the instance metadata (IMDSv2) every 5 s. On a Spot interruption or an Auto Scaling "
+                   "termination, stop receiving, let running jobs finish within --grace (ending 10 s before the "
+                   "notice's deadline at the latest), release the rest at once, exit 0.")
+@click.option("--autoscaling-group", metavar="NAME", default=None, show_envvar=True,
+              help="The instance's Auto Scaling group, for --protect-instance and --lifecycle-hook (without it "
+                   "the group is looked up with DescribeAutoScalingInstances).")
+@click.option("--lifecycle-hook", metavar="NAME", default=None, show_envvar=True,
+              help="With --watch-notices and --autoscaling-group: complete this termination lifecycle hook's "
+                   "action once the worker has drained, so the group need not wait for the hook's timeout.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
               help="One line per event on stderr; json suits CloudWatch Logs.")
 @click.option("--metrics", is_flag=True, show_envvar=True,
               help="Also print CloudWatch embedded-metric-format lines on stdout (JobsDone, JobsFailed, JobDuration).")
 def cli(work_dir, output_extension, queue, region, command, endpoint_url, profile, concurrency, handler, bucket,
         input_prefix, output_prefix, errors_prefix, job_timeout, visibility_timeout, heartbeat, grace, retry_delay,
-        max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, log_format, metrics):
+        max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, watch_notices, autoscaling_group,
+        lifecycle_hook, log_format, metrics):
     """Process jobs from QUEUE (a name or URL) in REGION: download each input into a private folder
     under WORK_DIR, run COMMAND on it, upload the result, then delete the message.
 
@@ -90,10 +106,15 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
         raise click.UsageError("give COMMAND or --handler, not both")
     if not handler and not command:
         raise click.UsageError("missing COMMAND (or --handler MODULE:FUNCTION)")
+    if lifecycle_hook and not (watch_notices and autoscaling_group):
+        raise click.UsageError("--lifecycle-hook needs --watch-notices and --autoscaling-group")
     if os.path.exists(work_dir) and not os.path.isdir(work_dir):
         raise click.BadParameter("not a directory", param_hint="WORK_DIR")
     try:
-        runner = HandlerRunner(handler) if handler else CommandRunner(command)
+        runner = HandlerRunner(handler) if handler else CommandRunner(
+            (resolve_program(command[0], start_dir=os.getcwd(), search_path=os.environ.get("PATH")), *command[1:]))
+    except ProgramError as exc:
+        raise click.BadParameter(str(exc), param_hint="COMMAND") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--handler") from None
     config = WorkerConfig(
@@ -107,20 +128,36 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
     log = EventLog(fmt=log_format, metrics=metrics, dimensions={"Queue": aws.queue_name(queue)})
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
     clients = connect(target, max_pool_connections=concurrency * 2 + 8)
-    protector = None
-    if protect_instance:
-        from filejobs.ec2 import InstanceProtector, instance_id
-        try:
-            protector = InstanceProtector(clients.client("autoscaling"), instance_id(), log=log)
-        except Exception as exc:  # noqa: BLE001
-            raise Fail(f"--protect-instance: {aws.describe(exc)}") from None
-    worker = Worker(config, clients, runner, log=log, protector=protector)
+    on_ec2 = ec2_parts(clients, log=log, protect=protect_instance, watch=watch_notices, group=autoscaling_group,
+                       hook=lifecycle_hook, drain_timeout_s=grace + 60)
+    worker = Worker(config, clients, runner, log=log, **on_ec2)
     worker.install_signal_handlers()
     try:
         worker.run()
     except FatalWorkerError as exc:
         raise Fail(str(exc)) from None
     return 0
+
+
+def ec2_parts(clients, *, log, protect: bool, watch: bool, group: str | None, hook: str | None,
+              drain_timeout_s: float) -> dict:
+    """The worker's EC2 helpers: scale-in protection, the notice watcher, the lifecycle action.
+    ``drain_timeout_s``: the lifecycle hook's heartbeat (the stack sets it to the grace + 60 s)."""
+    if not (protect or watch):
+        return {}
+    from filejobs import ec2
+    option = "--protect-instance" if protect else "--watch-notices"
+    try:
+        instance = ec2.instance_id()  # also shows that the metadata can be read
+        autoscaling = clients.client("autoscaling") if protect or hook else None
+        protector = ec2.InstanceProtector(autoscaling, instance, group, log=log) if protect else None
+    except Exception as exc:  # noqa: BLE001
+        raise Fail(f"{option}: {aws.describe(exc)}") from None
+    if not instance:
+        raise Fail(f"{option}: the instance metadata gave no instance id")
+    return {"protector": protector,
+            "notices": ec2.NoticeWatcher(ec2.Imds(), drain_timeout_s=drain_timeout_s) if watch else None,
+            "lifecycle": ec2.LifecycleAction(autoscaling, group, hook, instance) if hook else None}
 
 
 def main():  # console_scripts entry point

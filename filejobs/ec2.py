@@ -160,6 +160,19 @@ def complete_lifecycle_action(autoscaling, *, group: str, hook: str, instance: s
     return True
 
 
+@dataclass(frozen=True)
+class LifecycleAction:
+    """This instance's termination lifecycle action, completed once the worker has drained."""
+
+    autoscaling: object
+    group: str
+    hook: str
+    instance: str
+
+    def complete(self) -> bool:
+        return complete_lifecycle_action(self.autoscaling, group=self.group, hook=self.hook, instance=self.instance)
+
+
 class InstanceProtector:
     """Sets scale-in protection while the worker is busy and clears it when idle.
 

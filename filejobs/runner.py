@@ -29,6 +29,43 @@ class RunResult:
     cancelled: bool = False
 
 
+class ProgramError(ValueError):
+    """COMMAND names no program that can run; ``str()`` is one line saying why."""
+
+
+def resolve_program(name: str, *, start_dir: str, search_path: str | None) -> str:
+    """The absolute path of the program COMMAND names, found once at start-up, before any job.
+
+    Each job's command runs in its own folder under WORK_DIR, so a relative path would be looked up
+    there and fail every job. As a shell does: a name with a slash is a path (relative to
+    ``start_dir``, where getjobs was started); any other name is looked up on ``search_path`` (PATH;
+    an empty entry is ``start_dir``), the first executable file winning. A missing, non-executable
+    or directory program raises ProgramError.
+    """
+    if "/" in name:
+        path = name if os.path.isabs(name) else os.path.join(start_dir, name)
+        # Drop "." segments only: ".." must stay, as it means something else after a symlink.
+        path = "/".join(part for i, part in enumerate(path.split("/")) if part != "." or i == 0)
+        if os.path.isdir(path):
+            raise ProgramError(f"command {name} is a directory ({path})")
+        if not os.path.exists(path):
+            raise ProgramError(f"command {name} not found ({path}; a relative path is taken from the folder "
+                               "getjobs was started in)")
+        if not os.access(path, os.X_OK):
+            raise ProgramError(f"command {name} is not executable ({path}): chmod +x it, or name its "
+                               "interpreter first (sh, python3)")
+        return path
+    entries = (os.defpath if search_path is None else search_path).split(os.pathsep)
+    files = [os.path.join(os.path.join(start_dir, entry) if entry else start_dir, name) for entry in entries]
+    files = [f for f in files if os.path.isfile(f)]
+    for path in files:
+        if os.access(path, os.X_OK):
+            return path
+    if files:
+        raise ProgramError(f"command {name} is not executable ({files[0]})")
+    raise ProgramError(f"command {name} not found on PATH")
+
+
 class CommandRunner:
     """Runs ``argv + [input_path, output_path]`` with no shell, in its own process group, so a
     timeout or a shutdown can stop the command *and* everything it started."""

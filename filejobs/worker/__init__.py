@@ -2,7 +2,8 @@
 
 One message's life: ``Inflight.admit`` (a lease, holding a slot) -> ``Handler.handle`` (download,
 command, upload: an ``Outcome``) -> ``Settler.settle`` (delete, release, dead-letter) ->
-``Inflight.finish``. ``Worker`` runs the threads around it.
+``Inflight.finish``. ``Worker`` runs the threads around it; ``rules`` says when it stops (signals,
+EC2 termination notices: ``notices``).
 """
 
 from .config import FatalWorkerError, QueueInfo, Stats, WorkerConfig, check_heartbeat

@@ -33,6 +33,8 @@ class WorkerConfig:
     retry_max_s: float = 900.0
     errors_prefix: str = "errors/"
     batch_linger_s: float = 0.05
+    #: How often the instance metadata is read for notices; AWS suggests every 5 seconds.
+    notice_poll_s: float = 5.0
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
 

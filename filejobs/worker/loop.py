@@ -10,19 +10,20 @@ clients, one heartbeat and one deleter is simpler and cheaper than a process per
 * the **heartbeat** extends the visibility of long jobs (``heartbeat.py``);
 * the **deleter** deletes settled messages in batches of up to 10 (``settle.py``);
 * the main thread supervises: the first SIGTERM/SIGINT drains (no new messages, running jobs get
-  ``grace_s``, the rest are released), the second aborts (commands stopped, messages released).
+  ``grace_s``, the rest are released), the second aborts (commands stopped, messages released);
+* with ``notices`` (EC2), a **watcher** polls the instance metadata: a Spot interruption or an Auto
+  Scaling termination drains as a signal does, then the lifecycle action is completed and ``run``
+  returns (exit 0, so systemd does not restart the worker): ``notices.py``.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import queue as queue_mod
 import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from .. import aws
@@ -32,71 +33,19 @@ from .config import FatalWorkerError, QueueInfo, Stats, WorkerConfig, check_hear
 from .handle import Handler, remove_stale_job_dirs
 from .heartbeat import Heartbeat
 from .inflight import Inflight
+from .notices import Departure
 from .outcome import Outcome
+from .rules import ABORT_WAIT_S, SUPERVISE_EVERY_S, Decision, Supervisor, poll_wait_s, short_poll_pause_s
 from .settle import Settler
-
-#: How often the supervisor looks at signals and progress.
-SUPERVISE_EVERY_S = 0.05
-#: Between two empty short polls (--wait-time 0).
-SHORT_POLL_PAUSE_S = 0.2
-#: After an abort, how long stopped commands get to end before their messages are released anyway.
-ABORT_WAIT_S = 15.0
-
-
-class Decision(enum.Enum):
-    GO_ON = "go on"
-    STOP = "stop"  # nothing held any more: shut down cleanly
-    ABORT = "abort"  # stop the commands, release their messages
-
-
-@dataclass
-class Supervisor:
-    """The shutdown rule as a function of what happened and when (no threads, no clock of its own)."""
-
-    grace_s: float
-    requests: int = 0
-    drain_started_at: float | None = None
-
-    def request(self, now: float) -> str:
-        """One more SIGTERM/SIGINT: the first drains, any later one aborts."""
-        self.requests += 1
-        if self.drain_started_at is None:
-            self.drain_started_at = now
-        return "drain" if self.requests == 1 else "abort"
-
-    def decide(self, now: float, *, held: int, poller_alive: bool, finished: bool, fatal: bool) -> Decision:
-        if fatal:
-            return Decision.ABORT
-        if self.requests:
-            if held == 0 and not poller_alive:
-                return Decision.STOP
-            if self.requests > 1 or now - self.drain_started_at >= self.grace_s:
-                return Decision.ABORT
-            return Decision.GO_ON
-        return Decision.STOP if finished and held == 0 else Decision.GO_ON
-
-
-def poll_wait_s(*, wait_time_s: int, exit_when_idle_s: float | None, idle_s: float) -> int:
-    """The long poll's wait: never past the moment ``--exit-when-idle`` would end the run."""
-    if exit_when_idle_s is None:
-        return wait_time_s
-    return max(0, min(wait_time_s, int(exit_when_idle_s - idle_s + 0.999)))
-
-
-def short_poll_pause_s(*, exit_when_idle_s: float | None, held: int, idle_s: float) -> float:
-    """The pause between two empty short polls (``--wait-time 0``): a fifth of a second, or less
-    so that a short ``--exit-when-idle`` is kept to."""
-    if exit_when_idle_s is None:
-        return SHORT_POLL_PAUSE_S
-    if held:
-        return min(SHORT_POLL_PAUSE_S, exit_when_idle_s)
-    return max(0.0, min(SHORT_POLL_PAUSE_S, exit_when_idle_s - idle_s))
 
 
 class Worker:
     def __init__(self, config: WorkerConfig, clients, runner, *, log: EventLog = NullLog(), protector=None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None, wall_clock: Callable[[], float] = time.time):
+                 notices=None, lifecycle=None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 wall_clock: Callable[[], float] = time.time):
+        """``notices``: an ``ec2.NoticeWatcher`` (termination notices); ``lifecycle``: an
+        ``ec2.LifecycleAction``, completed once a notice's drain is over."""
         self.c = config
         self.s3 = clients.s3
         self.sqs = clients.sqs
@@ -119,6 +68,8 @@ class Worker:
         self._progress = threading.Event()
         self._inflight = Inflight(concurrency=config.concurrency, clock=clock)
         self._work: queue_mod.Queue = queue_mod.Queue()
+        self._departure = Departure(notices, lifecycle, log=log, clock=clock, wall_clock=wall_clock,
+                                    wake=self._progress.set)
 
     # ------------------------------------------------------------------ start-up
 
@@ -166,16 +117,21 @@ class Worker:
             _thread(f"job-{i}", self._job_loop, handler, settler)
         deleter = _thread("deleter", settler.deletes.run)
         _thread("heartbeat", heartbeat.run, beats_stop, self.clock)
+        self._departure.start(interval_s=self.c.notice_poll_s, stop=beats_stop)
         poller = _thread("poller", self._poll_loop, settler)
+        rule = Supervisor(grace_s=self.c.grace_s)
         decision = Decision.ABORT
         try:
-            decision = self._supervise(poller)
+            decision = self._supervise(poller, rule)
         finally:
-            self._shutdown(poller, settler, aborting=decision is not Decision.STOP)
+            self._shutdown(poller, settler, aborting=decision is not Decision.STOP,
+                           abort_wait_s=rule.abort_wait_s(self.clock()))
             deleter.join(timeout=30)
             beats_stop.set()
             if self.protector:
                 self.protector.set_busy(False)
+                self.protector.sync()  # now, from whichever thread runs the worker
+            self._departure.finish(rule)
             self.log("summary", seconds=round(self.clock() - started, 3), **self.stats.as_dict())
         if self.fatal:
             raise FatalWorkerError(aws.describe(self.fatal, queue=self.c.queue))
@@ -194,15 +150,15 @@ class Worker:
         self.fatal = self.fatal or exc
         self._progress.set()
 
-    def _supervise(self, poller: threading.Thread) -> Decision:
-        rule = Supervisor(grace_s=self.c.grace_s)
+    def _supervise(self, poller: threading.Thread, rule: Supervisor) -> Decision:
         while True:
             while rule.requests < self._stop_requests:
                 mode = rule.request(self.clock())
                 held = self._inflight.held()
                 self.log("stopping", mode=mode, grace_s=self.c.grace_s if mode == "drain" else None, running=held)
-                self._draining.set()
-                self._inflight.wake()
+                self._drain()
+            if self._departure.take(rule, running=self._inflight.held()):
+                self._drain()
             decision = rule.decide(self.clock(), held=self._inflight.held(), poller_alive=poller.is_alive(),
                                    finished=self._finished.is_set(), fatal=self.fatal is not None)
             if decision is not Decision.GO_ON:
@@ -210,14 +166,19 @@ class Worker:
             self._progress.wait(SUPERVISE_EVERY_S)
             self._progress.clear()
 
-    def _shutdown(self, poller: threading.Thread, settler: Settler, *, aborting: bool) -> None:
+    def _drain(self) -> None:
+        """Receive nothing more; a long poll in flight releases what it brings."""
         self._draining.set()
         self._inflight.wake()
+
+    def _shutdown(self, poller: threading.Thread, settler: Settler, *, aborting: bool,
+                  abort_wait_s: float = ABORT_WAIT_S) -> None:
+        self._drain()
         if aborting:
             # Stop running commands; their job threads release the messages (visibility 0). A
             # Python handler cannot be stopped: its message is released here, its thread dies with us.
             self._inflight.cancel_all()
-            for lease in self._inflight.wait_until_empty(ABORT_WAIT_S):
+            for lease in self._inflight.wait_until_empty(abort_wait_s):
                 settler.settle(lease, Outcome.cancelled())
         # The poller returns within one long poll and releases what it received meanwhile.
         poller.join(timeout=1 if aborting else self.c.wait_time_s + 10)

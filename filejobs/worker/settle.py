@@ -6,6 +6,8 @@
   ``maxReceiveCount``-th attempt write the failure record and release it at once, so that SQS's
   redrive moves it to the dead-letter queue on the next receive:
   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+  A count above ``maxReceiveCount`` means the store carried the count over a redrive (see
+  ``count_carried_over``): the job is sent again as a new message, whose count starts at 1;
 * rejected: copy it to the dead-letter queue at once with the reason, then delete it;
 * cancelled (shutdown): release it at once for another worker.
 """
@@ -26,12 +28,30 @@ from .outcome import DELETED, Kind, Outcome
 
 REJECT_REASON_ATTRIBUTE = "filejobs-reject-reason"
 _METRICS = {"done": "JobsDone", "skipped": "JobsSkipped", "failed": "JobsFailed"}
+#: The longest DelaySeconds SendMessage accepts.
+MAX_DELAY_S = 900
 
 
 def retry_delay_s(attempt: int, rng: random.Random, *, base_s: float, max_s: float) -> int:
     """Exponential backoff from the receive count, with ±20 % jitter, capped."""
     base = min(max_s, base_s * 2 ** max(0, attempt - 1))
     return int(min(MAX_VISIBILITY_S - 1, max(0, base * rng.uniform(0.8, 1.2))))
+
+
+def count_carried_over(receive_count: int, max_receive_count: int | None) -> bool:
+    """Whether a receive count says nothing about the attempts left before the dead-letter queue.
+
+    SQS moves a message on the receive after its ``maxReceiveCount``-th, so a consumer sees a
+    higher count only where a store carried the count over a dead-letter redrive. AWS does not:
+    "All redriven messages are considered new messages and are assigned a new messageID and
+    enqueueTime", so their count starts again from 1:
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-configure-dead-letter-queue-redrive.html
+    LocalStack keeps the message and reports its old count (4 and 5 with maxReceiveCount 2) while
+    its own redrive decision counts again from 1. Such a count cannot say which attempt of the new
+    cycle this is (the offset depends on how the store counted the move itself: 4 means the first
+    attempt there, 3 could too), and SentTimestamp and the MessageId are kept by the move as well.
+    """
+    return max_receive_count is not None and receive_count > max_receive_count
 
 
 class Settler:
@@ -50,6 +70,7 @@ class Settler:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.wall_clock = wall_clock
+        self.max_receive_count = queue.max_receive_count
         # A batch waits while other jobs may add to it, at most a tenth of the visibility timeout.
         self.deletes: Batcher[Lease] = Batcher(self._delete, max_linger_s=min(1.0, queue.visibility_timeout_s / 10),
                                                more_coming=lambda: inflight.held() > 0, clock=clock)
@@ -77,16 +98,54 @@ class Settler:
 
     def _fail(self, lease: Lease, outcome: Outcome) -> None:
         self.stats.add("failed")
-        final = self.queue.max_receive_count is not None and lease.attempt >= self.queue.max_receive_count
+        self.log.metric("JobsFailed", duration_s=outcome.duration_s)
+        if count_carried_over(lease.attempt, self._max_receive_count(lease.attempt)):
+            self._renew(lease, outcome)
+            return
+        final = self.max_receive_count is not None and lease.attempt >= self.max_receive_count
         delay = 0 if final else self.retry_delay_s(lease.attempt)
-        self.log("failed", key=lease.key, attempt=lease.attempt, duration_s=_rounded(outcome.duration_s),
-                 reason=outcome.reason, exit_code=outcome.exit_code,
-                 next=("dead-letter queue" if final else f"retry in {delay}s"))
+        self._log_failed(lease, outcome, "dead-letter queue" if final else f"retry in {delay}s")
         if final:
             self._record_failure(lease, outcome)
         # Visibility 0 on the last attempt: the next receive moves it to the DLQ (SQS redrive).
         self._change_visibility(lease.receipt, delay, key=lease.key)
-        self.log.metric("JobsFailed", duration_s=outcome.duration_s)
+
+    def _log_failed(self, lease: Lease, outcome: Outcome, next_step: str) -> None:
+        self.log("failed", key=lease.key, attempt=lease.attempt, duration_s=_rounded(outcome.duration_s),
+                 reason=outcome.reason, exit_code=outcome.exit_code, next=next_step)
+
+    def _max_receive_count(self, receive_count: int) -> int | None:
+        """The queue's maxReceiveCount, read again when a count exceeds it: the policy may have been
+        raised since start-up (the count is then a real one)."""
+        if not count_carried_over(receive_count, self.max_receive_count):
+            return self.max_receive_count
+        try:
+            policy = self.sqs.get_queue_attributes(QueueUrl=self.queue.url, AttributeNames=["RedrivePolicy"])[
+                "Attributes"].get("RedrivePolicy")
+        except Exception as exc:  # noqa: BLE001 - keep the one read at start-up
+            self.log("warning", reason=f"could not read the redrive policy again: {aws.describe(exc)}")
+            return self.max_receive_count
+        self.max_receive_count = aws.dead_letter_target(policy)[1] if policy else None
+        return self.max_receive_count
+
+    def _renew(self, lease: Lease, outcome: Outcome) -> None:
+        """A failure on a count carried over a redrive: send the job again as a new message, whose
+        count starts at 1 (after the first retry delay), and delete this one. The job then gets its
+        full maxReceiveCount attempts with backoff, and its failure record is written once, on
+        the last of them. Send first, delete second: a failed delete leaves a duplicate, never a
+        loss (outputs are create-only)."""
+        delay = self.retry_delay_s(1)
+        self._log_failed(lease, outcome, f"retry in {delay}s as a new message (receive count carried over a redrive)")
+        try:
+            self.sqs.send_message(QueueUrl=self.queue.url, MessageBody=lease.body,
+                                  DelaySeconds=min(delay, MAX_DELAY_S))
+        except Exception as exc:  # noqa: BLE001 - e.g. no sqs:SendMessage on the queue (AWS never needs it)
+            # This may be the cycle's last attempt: record it, and never skip the backoff.
+            self.log("warning", key=lease.key, reason=f"could not send it again: {aws.describe(exc)}")
+            self._record_failure(lease, outcome)
+            self._change_visibility(lease.receipt, delay, key=lease.key)
+            return
+        self.deletes.put(lease)
 
     def _record_failure(self, lease: Lease, outcome: Outcome) -> None:
         job = lease.job

@@ -183,13 +183,11 @@ def test_the_worker_settings_are_what_getjobs_reads(tmp_path, monkeypatch):
     assert "TimeoutStopSec=180" in unit  # grace + 60, as the lifecycle hook
 
 
-#: Settings user data passes for the worker side of the Spot/lifecycle handling (see the note):
-#: the lead adds these getjobs options when the notice watcher is wired into the worker loop.
+#: Settings user data passes for the worker side of the Spot/lifecycle handling.
 PROPOSED = {"GETJOBS_AUTOSCALING_GROUP": "autoscaling_group", "GETJOBS_LIFECYCLE_HOOK": "lifecycle_hook",
             "GETJOBS_WATCH_NOTICES": "watch_notices"}
 
 
-@pytest.mark.xfail(strict=True, reason="getjobs has no --autoscaling-group/--lifecycle-hook/--watch-notices yet")
 def test_every_setting_user_data_writes_is_a_getjobs_option(tmp_path, monkeypatch):
     import getjobs
 

@@ -1,4 +1,5 @@
-"""The worker's decisions as functions of state and time: shutdown stages, long-poll wait, counters."""
+"""The worker's decisions as functions of state and time: shutdown stages (signals and EC2 termination
+notices), long-poll wait, counters."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from filejobs.worker import FatalWorkerError, Stats, check_heartbeat
-from filejobs.worker.loop import Decision, Supervisor, poll_wait_s, short_poll_pause_s
+from filejobs.worker.rules import Decision, Supervisor, poll_wait_s, short_poll_pause_s
 
 
 def decide(rule, now, *, held=0, poller_alive=True, finished=False, fatal=False):
@@ -46,6 +47,53 @@ def test_the_second_stop_aborts_at_once():
 
 def test_a_fatal_error_aborts():
     assert decide(Supervisor(grace_s=60), 0, held=3, fatal=True) is Decision.ABORT
+
+
+def test_a_spot_notice_drains_until_ten_seconds_before_its_deadline_when_that_comes_first():
+    rule = Supervisor(grace_s=120)
+    rule.notice(100.0, "spot-interruption", seconds_left=120)  # the two-minute notice
+    assert rule.drain_until == 210.0 and rule.hard_end == 220.0 and rule.noticed == "spot-interruption"
+    assert decide(rule, 209.9, held=1) is Decision.GO_ON
+    assert decide(rule, 210.0, held=1) is Decision.ABORT  # then stop what still runs and release it
+    assert decide(rule, 150.0, held=0, poller_alive=False) is Decision.STOP  # all done before: a clean stop
+
+
+def test_a_termination_notice_with_time_to_spare_drains_for_the_grace_period():
+    rule = Supervisor(grace_s=30)
+    rule.notice(100.0, "terminating", seconds_left=90)  # the lifecycle hook's timeout: grace + 60 s
+    assert rule.drain_until == 130.0
+
+
+def test_a_notice_shortens_a_drain_a_signal_began_but_never_lengthens_it():
+    rule = Supervisor(grace_s=60)
+    rule.request(100.0)
+    rule.notice(101.0, "spot-interruption", seconds_left=30)
+    assert rule.drain_until == 121.0
+    rule.notice(102.0, "terminating", seconds_left=600)
+    assert (rule.drain_until, rule.hard_end) == (121.0, 131.0)
+
+
+def test_a_notice_whose_deadline_is_near_stops_the_jobs_at_once():
+    rule = Supervisor(grace_s=60)
+    rule.notice(100.0, "spot-interruption", seconds_left=4)
+    assert decide(rule, 100.0, held=1) is Decision.ABORT
+
+
+def test_a_signal_during_a_notice_drain_counts_as_the_first_a_second_one_aborts():
+    rule = Supervisor(grace_s=60)
+    rule.notice(100.0, "terminating", seconds_left=120)
+    assert rule.request(101.0) == "drain" and decide(rule, 102.0, held=1) is Decision.GO_ON
+    assert rule.request(103.0) == "abort" and decide(rule, 103.0, held=1) is Decision.ABORT
+
+
+@pytest.mark.parametrize("hard_end, now, wait_s", [
+    (None, 100.0, 15.0),  # a signal: stopped commands get 15 s
+    (220.0, 210.0, 9.0),  # a notice: never past its deadline (1 s kept for the releases)
+    (220.0, 219.5, 1.0),  # but at least a moment
+])
+def test_stopped_commands_get_their_time_but_never_past_a_notices_deadline(hard_end, now, wait_s):
+    rule = Supervisor(grace_s=60, hard_end=hard_end)
+    assert rule.abort_wait_s(now) == wait_s
 
 
 @pytest.mark.parametrize("exit_when_idle_s, idle_s, wait_s", [

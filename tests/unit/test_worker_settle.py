@@ -8,6 +8,7 @@ import pytest
 
 from filejobs import message
 from filejobs.worker import Outcome, Settler, retry_delay_s
+from filejobs.worker.settle import count_carried_over
 from worker_fakes import QUEUE, FakeRng, FakeS3, FakeSQS, Parts, admit, body, client_error, config, error_record
 
 
@@ -117,6 +118,54 @@ def test_a_failure_record_that_cannot_be_written_is_a_warning_and_the_message_st
     s.settle(Outcome.failed("exit code 3").timed(2))
     assert "could not record the failure" in s.p.log.of("warning")[0]["reason"]
     assert s.sqs.of("ChangeMessageVisibility")[0]["VisibilityTimeout"] == 0
+
+
+@pytest.mark.parametrize("count, max_receive_count, carried", [
+    (1, 3, False), (3, 3, False),  # counts SQS can show: up to maxReceiveCount, then it moves the message
+    (4, 3, True),  # only a store that carried the count over a redrive shows more
+    (50, None, False),  # no dead-letter queue: any count is real
+])
+def test_a_count_above_max_receive_count_is_one_carried_over_a_redrive(count, max_receive_count, carried):
+    assert count_carried_over(count, max_receive_count) is carried
+
+
+def test_a_failure_on_a_carried_over_count_sends_the_job_again_as_a_new_message_then_deletes_it(tmp_path):
+    s = Setup(tmp_path, attempt=4)  # maxReceiveCount 3: LocalStack after a redrive
+    s.settle(Outcome.failed("exit code 3", exit_code=3).timed(2))
+    (copy,) = s.sqs.of("SendMessage")
+    assert copy == {"QueueUrl": QUEUE.url, "MessageBody": s.leases[0].body, "DelaySeconds": 10}  # attempt 1's delay
+    s.flush_deletes()
+    assert [e["ReceiptHandle"] for e in s.sqs.of("DeleteMessageBatch")[0]["Entries"]] == ["r0"]
+    assert s.sqs.of("ChangeMessageVisibility") == [] and s.s3.calls == []  # no record: its attempts are still to come
+    assert s.p.log.of("failed")[0]["next"] == "retry in 10s as a new message (receive count carried over a redrive)"
+    assert s.p.stats.failed == 1 and s.p.log.metrics == [("JobsFailed", 2)]
+
+
+def test_the_new_message_waits_at_most_what_sqs_allows(tmp_path):
+    s = Setup(tmp_path, attempt=4, retry_base_s=2000, retry_max_s=5000)
+    s.settle(Outcome.failed("exit code 3").timed(2))
+    assert s.sqs.of("SendMessage")[0]["DelaySeconds"] == 900
+
+
+def test_a_job_that_cannot_be_sent_again_is_recorded_and_still_backs_off(tmp_path):
+    s = Setup(tmp_path, attempt=4)
+    s.sqs.errors["SendMessage"] = client_error("AccessDenied")  # the worker role may not send to its queue
+    s.settle(Outcome.failed("exit code 3", exit_code=3).timed(2))
+    s.flush_deletes()
+    assert error_record(s.s3, "errors/b1/0.txt.json")["attempts"] == 4  # it may have been the last attempt
+    assert s.sqs.of("ChangeMessageVisibility")[0]["VisibilityTimeout"] == 10 and s.sqs.of("DeleteMessageBatch") == []
+    assert "could not send it again" in s.p.log.of("warning")[0]["reason"]
+
+
+def test_a_count_above_a_max_receive_count_raised_since_start_up_is_a_real_count(tmp_path):
+    s = Setup(tmp_path, attempt=4, leases=2)
+    s.sqs.max_receive_count = 5  # the policy now
+    s.settle(Outcome.failed("exit code 3").timed(2))
+    assert s.sqs.of("SendMessage") == [] and s.sqs.of("ChangeMessageVisibility")[0]["VisibilityTimeout"] == 80
+    s.leases[1].attempt = 5
+    s.settle(Outcome.failed("exit code 3").timed(2), s.leases[1])
+    assert s.sqs.of("ChangeMessageVisibility")[1]["VisibilityTimeout"] == 0  # the last attempt: to the DLQ
+    assert len(s.sqs.of("GetQueueAttributes")) == 1 and ("my-bucket", "errors/b1/1.txt.json") in s.s3.objects
 
 
 def test_without_a_dead_letter_queue_failures_are_retried_forever(tmp_path):

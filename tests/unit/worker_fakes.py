@@ -112,6 +112,8 @@ class FakeSQS:
         self.errors: dict[str, BaseException] = {}
         self.refuse: set[str] = set()
         self.lock = threading.Lock()
+        #: What GetQueueAttributes answers for RedrivePolicy (None: the queue has none).
+        self.max_receive_count: int | None = 3
 
     def _call(self, op, params):
         with self.lock:
@@ -133,6 +135,13 @@ class FakeSQS:
 
     def change_message_visibility(self, **params):
         self._call("ChangeMessageVisibility", params)
+
+    def get_queue_attributes(self, **params):
+        self._call("GetQueueAttributes", params)
+        if self.max_receive_count is None:
+            return {"Attributes": {}}
+        return {"Attributes": {"RedrivePolicy": json.dumps({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:q-dlq",
+                                                            "maxReceiveCount": self.max_receive_count})}}
 
     def send_message(self, **params):
         self._call("SendMessage", params)
