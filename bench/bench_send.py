@@ -31,14 +31,61 @@ SENDJOBS = os.path.join(ROOT, "sendjobs.py")
 ORIGINAL = os.path.join(common.HERE, "baselines", "original_sendjobs.py")
 
 
-def _sendjobs(ep, directory, bucket, queue, state, *, concurrency, delay_ms=0, timeout=1800):
-    argv = [SENDJOBS, "--concurrency", str(concurrency), "--quiet", "--json", "--state-dir", state,
-            directory, bucket, "input/", "output/", queue, REGION]
+def sendjobs_argv(directory, bucket, queue, state, *, concurrency, root=ROOT, extra=()):
+    return [os.path.join(root, "sendjobs.py"), "--concurrency", str(concurrency), "--quiet", "--json",
+            "--state-dir", state, *extra, directory, bucket, "input/", "output/", queue, REGION]
+
+
+def _sendjobs(ep, directory, bucket, queue, state, *, concurrency, delay_ms=0, timeout=1800, root=ROOT, extra=()):
+    argv = sendjobs_argv(directory, bucket, queue, state, concurrency=concurrency, root=root, extra=extra)
     run = check(run_child(argv, common.bench_env(ep, state), timeout=timeout, delay_ms=delay_ms), "sendjobs")
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     if summary["files_sent"] != summary["files_seen"] or summary["files_failed"]:
         raise RuntimeError(f"sendjobs did not send every file: {summary}")
     return run, summary
+
+
+def figures(run, files: int) -> dict:
+    """One run's figures per file: client CPU and context switches (wait4), rates, peak RSS."""
+    return {"cpu_ms_per_file": 1000 * run.cpu_s / files, "switches_per_file": run.switches / files,
+            "wall_s": run.wall_s, "active_s": run.active_s, "files_per_s_wall": files / run.wall_s,
+            "files_per_s_active": files / run.active_s, "rss_mib": run.maxrss_mib, "processes": run.processes,
+            "requests": run.requests, "ops": (run.counts or {}).get("by_operation")}
+
+
+def alternate(ep, data: str, files: int, tools: dict, *, reps: int, work: str) -> dict:
+    """Run every tool of ``tools`` (label → ``("sync",)`` or ``("sendjobs", root, extra_args,
+    concurrency)``) on the same files, ``reps`` rounds, alternating within each round; each run
+    into its own bucket (and queue), checked. Returns label → list of ``figures``."""
+    clients = common.clients_for(ep)
+    env = common.bench_env(ep, os.path.join(work, "state"))
+    out: dict = {label: [] for label in tools}
+    for rep in range(reps):
+        for label, spec in tools.items():
+            bucket = common.make_bucket(clients.s3)
+            if spec[0] == "sync":
+                run = check(run_child([common.aws_cli(), "s3", "sync", "--only-show-errors", data,
+                                       f"s3://{bucket}/sync/"], env, timeout=1800, instrument=False), "aws s3 sync")
+                _verify(clients, bucket, "sync/", None, files)
+            else:
+                _, root, extra, concurrency = spec
+                qname, qurl = common.make_queue(clients.sqs)
+                run, _ = _sendjobs(ep, data, bucket, qname, os.path.join(work, f"st-{label}-{rep}"),
+                                   concurrency=concurrency, root=root, extra=extra)
+                _verify(clients, bucket, "input/", qurl, files)
+                clients.sqs.delete_queue(QueueUrl=qurl)
+            out[label].append(figures(run, files))
+            f = out[label][-1]
+            print(f"   {label:14} run {rep + 1}: {f['cpu_ms_per_file']:.2f} ms CPU/file, "
+                  f"{f['switches_per_file']:.0f} switches/file, {f['files_per_s_wall']:.0f} files/s "
+                  f"(wall {f['wall_s']:.2f} s), {f['rss_mib']:.0f} MiB", flush=True)
+    return out
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
 def _verify(clients, bucket, prefix, queue_url, n):
@@ -146,7 +193,11 @@ def main():
     p.add_argument("--files", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--delay-ms", type=float, default=30)
-    p.add_argument("--what", choices=["compare", "memory", "big"], default="compare")
+    p.add_argument("--what", choices=["compare", "memory", "big", "alternate"], default="compare")
+    p.add_argument("--reps", type=int, default=3, help="alternate: rounds")
+    p.add_argument("--tools", default="sync,sendjobs", help="alternate: sync, sendjobs, old (--compare-root)")
+    p.add_argument("--compare-root", default=None, help="alternate: another checkout, measured as 'old'")
+    p.add_argument("--extra", default="", help="alternate: extra sendjobs options (this checkout only)")
     a = p.parse_args()
     if a.endpoint == "fauxqs":
         common.reexec_in_netns()
@@ -156,8 +207,25 @@ def main():
             print(json.dumps(compare(ep, files=a.files, concurrency=a.concurrency, delay_ms=a.delay_ms), indent=1))
         elif a.what == "memory":
             print(json.dumps(memory_files(ep, counts=(1000, a.files)), indent=1))
-        else:
+        elif a.what == "big":
             print(json.dumps(memory_big(ep), indent=1))
+        else:
+            specs = {"sync": ("sync",), "sendjobs": ("sendjobs", ROOT, tuple(a.extra.split()), a.concurrency),
+                     "old": ("sendjobs", a.compare_root, (), a.concurrency)}
+            tools = {t: specs[t] for t in a.tools.split(",")}
+            tmp = tempfile.mkdtemp(prefix="bench-alt-")
+            try:
+                data = common.make_flat_files(os.path.join(tmp, "data"), a.files, 4096)
+                res = alternate(ep, data, a.files, tools, reps=a.reps, work=tmp)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for label, runs in res.items():
+                print(f"{label:10} CPU ms/file min {min(r['cpu_ms_per_file'] for r in runs):.2f} "
+                      f"median {median([r['cpu_ms_per_file'] for r in runs]):.2f}; switches/file median "
+                      f"{median([r['switches_per_file'] for r in runs]):.0f}; files/s (wall) median "
+                      f"{median([r['files_per_s_wall'] for r in runs]):.0f}, max "
+                      f"{max(r['files_per_s_wall'] for r in runs):.0f}")
+            print(json.dumps(res))
 
 
 if __name__ == "__main__":

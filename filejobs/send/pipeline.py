@@ -13,7 +13,6 @@ so SQS latency overlaps the uploads.
 
 from __future__ import annotations
 
-import os
 import queue as queue_mod
 import threading
 import time
@@ -25,7 +24,7 @@ from .. import aws, message
 from ..batching import MAX_ENTRIES, Batcher, call_batch
 from ..message import Job
 from ..records import SENT, UPLOADED, JournalRow
-from ..transfer import put_file
+from ..transfer import FileChanged, put_file
 from .journal import Journal
 from .plan import SEND_ONLY, Step
 from .summary import Tally
@@ -160,8 +159,10 @@ class Pipeline:
         c, f = self.config, step.file
         try:
             result = put_file(self.dest.s3, f.path, c.bucket, message.input_key(c.input_prefix, f.rel),
-                              config=c.transfer, size=f.size)
-            after = os.stat(f.path)
+                              config=c.transfer, size=f.size, mtime_ns=f.mtime_ns)
+        except FileChanged:
+            self.tally.fail(f.rel, "changed while it was uploaded; rerun to send the new version")
+            return None
         except OSError as exc:
             self.tally.fail(f.rel, f"cannot read: {exc.strerror or exc}")
             return None
@@ -170,9 +171,6 @@ class Pipeline:
                 self.fatal = self.fatal or exc
             else:
                 self.tally.fail(f.rel, aws.describe(exc, bucket=c.bucket))
-            return None
-        if after.st_size != f.size or after.st_mtime_ns != f.mtime_ns:
-            self.tally.fail(f.rel, "changed while it was uploaded; rerun to send the new version")
             return None
         self.journal.record([self._uploaded_row(step, result.etag)], wait=False)
         self.tally.uploaded(f.size)
