@@ -15,6 +15,7 @@ from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.send import FatalSendError, SendConfig, Sender, SendSummary
+from filejobs.send.procs import default_processes, usable_cpus
 from filejobs.statusview import show_status
 
 EXAMPLE = """\b
@@ -48,6 +49,9 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
               help="Follow symlinks that stay inside DIRECTORY (links out of it are always skipped).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
               help="Files uploaded at once.")
+@click.option("--processes", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="Upload processes, so more than one core can work (default: from the number of cores; "
+                   "1 = upload in sendjobs' own threads).")
 @click.option("--force", is_flag=True, help="Upload and send every file again, ignoring what earlier runs sent.")
 @click.option("--dry-run", is_flag=True, help="List what would be sent (JSON lines on stdout); touch nothing.")
 @click.option("--batch-prefix", default="batches/", show_default=True, metavar="PREFIX",
@@ -63,8 +67,8 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_url, profile, recursive,
-        include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, wait, extension,
-        wait_interval, as_json, quiet):
+        include, exclude, follow_symlinks, concurrency, processes, force, dry_run, batch_prefix, state_dir, wait,
+        extension, wait_interval, as_json, quiet):
     """Upload every file in DIRECTORY to s3://BUCKET/INPUT_PREFIX and send one job per file to QUEUE
     (a name or a URL). Workers (getjobs) write results under OUTPUT_PREFIX.
 
@@ -74,7 +78,8 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
     config = SendConfig(directory=directory, bucket=bucket, input_prefix=prefix(input_prefix),
                         output_prefix=prefix(output_prefix), queue=queue, recursive=recursive,
                         include=include, exclude=exclude, follow_symlinks=follow_symlinks,
-                        concurrency=concurrency, force=force, dry_run=dry_run,
+                        concurrency=concurrency, processes=processes or default_processes(usable_cpus()),
+                        force=force, dry_run=dry_run,
                         batch_prefix=prefix(batch_prefix), state_dir=state_dir)
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
     clients = (aws.Clients(s3=None, sqs=None) if dry_run

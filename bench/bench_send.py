@@ -48,6 +48,7 @@ def _sendjobs(ep, directory, bucket, queue, state, *, concurrency, delay_ms=0, t
 def figures(run, files: int) -> dict:
     """One run's figures per file: client CPU and context switches (wait4), rates, peak RSS."""
     return {"cpu_ms_per_file": 1000 * run.cpu_s / files, "switches_per_file": run.switches / files,
+            "main_cpu_ms_per_file": 1000 * run.own_cpu_s / files,
             "wall_s": run.wall_s, "active_s": run.active_s, "files_per_s_wall": files / run.wall_s,
             "files_per_s_active": files / run.active_s, "rss_mib": run.maxrss_mib, "processes": run.processes,
             "requests": run.requests, "ops": (run.counts or {}).get("by_operation")}

@@ -36,6 +36,8 @@ NETNS_FLAG = "FILEJOBS_BENCH_NETNS"
 
 sys.path.insert(0, ROOT)
 
+import counting  # noqa: E402  (bench/, next to this file)
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -203,6 +205,8 @@ class ChildRun:
     #: Voluntary + involuntary context switches (``wait4``), the child and its waited-for children.
     switches: int = 0
     processes: int = 1
+    #: CPU of the child process itself (sampled from /proc; the rest of ``cpu_s`` is its helpers').
+    own_cpu_s: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -257,16 +261,13 @@ def run_child(argv: list, env: dict, *, timeout: float, instrument: bool = True,
             stderr = fh.read().decode("utf-8", "replace")
     counts = None
     if counts_file:
-        try:
-            with open(counts_file, encoding="utf-8") as fh:
-                text = fh.read()
-            counts = json.loads(text) if text else None
-        finally:
-            os.unlink(counts_file)
+        counts = counting.merge(counts_file)
+        os.unlink(counts_file)
     peak_kib = r["maxrss_kib"] if r["processes"] <= 1 else r["child_hwm_kib"] + r["others_hwm_kib"]
     return ChildRun(argv=argv, rc=r["rc"], wall_s=r["wall_s"], maxrss_mib=peak_kib / 1024,
                     cpu_s=r["utime_s"] + r["stime_s"], counts=counts, stdout=stdout, stderr=stderr,
-                    switches=r["nvcsw"] + r["nivcsw"], processes=max(1, r["processes"]))
+                    switches=r["nvcsw"] + r["nivcsw"], processes=max(1, r["processes"]),
+                    own_cpu_s=r["child_cpu_sampled_s"] if r["processes"] > 1 else r["utime_s"] + r["stime_s"])
 
 
 def check(run: ChildRun, what: str) -> ChildRun:

@@ -57,7 +57,7 @@ class Destination:
 
 
 class RunStopped(Exception):
-    """A fatal error seen in an upload process, already described there (one line)."""
+    """What stopped the run, already in one line (a fatal error seen in an upload process)."""
 
 
 class Pipeline:
@@ -114,6 +114,10 @@ class Pipeline:
         for t in self._senders:
             t.join()
 
+    def stop_run(self, reason: str) -> None:
+        """Stop the run for a reason already put in one line (an upload process's trouble)."""
+        self.fatal = self.fatal or RunStopped(reason)
+
     # -- an upload finished (called from whichever thread learnt it) ----------------------------
 
     def finished(self, step: Step, outcome: Outcome) -> None:
@@ -122,7 +126,7 @@ class Pipeline:
                 self._uploaded(step, outcome)
             elif outcome.fatal:
                 self.fatal = self.fatal or outcome.error or RunStopped(outcome.reason)
-            elif outcome is not SKIPPED:
+            elif not outcome.skipped:
                 self.tally.fail(step.file.rel, outcome.reason)
         except Exception as exc:  # noqa: BLE001 - never drop a file silently in a worker thread: stop the run
             self.fatal = self.fatal or exc

@@ -26,7 +26,8 @@ from ..records import JournalRow, ManifestHeader
 from ..transfer import TransferConfig
 from .journal import Journal, default_state_dir, journal_path
 from .manifest import manifest_lines, upload_lines
-from .pipeline import Destination, Pipeline
+from .pipeline import Destination, Pipeline, RunStopped
+from .procs import UploadProcesses
 from .plan import SKIP, UPLOAD, Step, plan_files
 from .summary import SendSummary, Tally
 from .walk import LocalFile, key_problem, walk
@@ -53,6 +54,8 @@ class SendConfig:
     batch_prefix: str = "batches/"
     state_dir: str | None = None
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    #: Upload processes besides this one (procs.py); 1 = upload in this process's threads.
+    processes: int = 1
     #: A partial batch is sent once no upload is running that could fill it, or after this long.
     #: Waiting keeps batches full (≈1.1 requests per file) even when uploads are slow.
     batch_max_linger_s: float = 1.0
@@ -71,6 +74,7 @@ class Sender:
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.config = config
+        self.clients = clients
         self.s3 = clients.s3
         self.sqs = clients.sqs
         self.log = log
@@ -178,7 +182,8 @@ class Sender:
         batch_id = self._batch_id(journal)
         pipeline = Pipeline(self.config, Destination(s3=self.s3, sqs=self.sqs, queue_url=self.queue_url,
                                                      max_message_bytes=self.max_message_bytes, batch_id=batch_id),
-                            journal, self.tally, stop=self._stop, clock=self.clock, sleep=self.sleep)
+                            journal, self.tally, stop=self._stop, clock=self.clock, sleep=self.sleep,
+                            uploads=self._upload_processes if self.config.processes > 1 else None)
         try:
             for step in self._steps(journal.lookup):
                 if not pipeline.submit(step):
@@ -189,6 +194,8 @@ class Sender:
             self._stop.set()
         finally:
             pipeline.close()
+        if isinstance(pipeline.fatal, RunStopped):
+            raise FatalSendError(str(pipeline.fatal))
         if pipeline.fatal:
             raise FatalSendError(aws.describe(pipeline.fatal, bucket=self.config.bucket, queue=self.config.queue))
         self.summary.interrupted = self._stop.is_set()
@@ -198,6 +205,9 @@ class Sender:
         self.summary.last_batch_id = journal.get_meta("last_batch")
         if self.summary.ok:
             journal.set_meta("open_batch", None)
+
+    def _upload_processes(self, pipeline: Pipeline) -> UploadProcesses:
+        return UploadProcesses(pipeline, processes=self.config.processes, clients=self.clients)
 
     def _write_manifest(self, journal: Journal, batch_id: str) -> str | None:
         """The batch's files, keys and sizes, as JSON lines in S3, for status checks; its key."""

@@ -35,11 +35,13 @@ class Outcome:
     put: bool = False
     reason: str | None = None
     fatal: bool = False
+    #: Not attempted: the run was stopping (Ctrl-C or a fatal error elsewhere).
+    skipped: bool = False
     #: The exception behind a fatal outcome, in the process that saw it (never sent between processes).
     error: BaseException | None = None
 
 
-SKIPPED = Outcome(reason="not uploaded: the run stopped")
+SKIPPED = Outcome(skipped=True)
 
 
 def upload_step(s3, target: Target, step: Step) -> Outcome:
