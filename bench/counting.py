@@ -69,7 +69,89 @@ def install() -> None:
             json.dump(data, fh)
 
     botocore.session.Session.create_client = create_client
+    _count_crt(recorder, lock, window, delay_s)
     atexit.register(dump)
+
+
+def _count_crt(recorder, lock, window, delay_s: float) -> None:
+    """The same for requests made through the AWS CRT (sendjobs --uploader crt), if installed: one
+    count per ``make_request`` (the CRT's own retries are not seen), and the delay before it is
+    made, by one scheduler thread (the CRT is asynchronous: nothing may sleep on its threads)."""
+    try:
+        from awscrt.s3 import S3Client
+    except ImportError:
+        return
+    original = S3Client.make_request
+    later = _Later() if delay_s > 0 else None
+
+    def make_request(self, **kwargs):
+        now = time.monotonic()
+        with lock:
+            recorder.requests += 1
+            name = f"s3:{kwargs['type'].name} (crt)"
+            recorder.by_operation[name] = recorder.by_operation.get(name, 0) + 1
+            if window["first_send"] is None:
+                window["first_send"] = now
+        done = kwargs.get("on_done")
+
+        def on_done(**kw):
+            with lock:
+                window["last_call"] = time.monotonic()
+            if done:
+                done(**kw)
+
+        kwargs["on_done"] = on_done
+        if later is None:
+            return original(self, **kwargs)
+        return later.call(now + delay_s, lambda: original(self, **kwargs))
+
+    S3Client.make_request = make_request
+
+
+class _Later:
+    """Runs functions at their time on one thread; ``call`` returns a stand-in for the result
+    that forwards ``cancel()`` once it exists."""
+
+    def __init__(self):
+        import heapq
+
+        self._heapq = heapq
+        self._due: list = []
+        self._cv = threading.Condition()
+        self._count = 0
+        threading.Thread(target=self._run, daemon=True, name="bench-latency").start()
+
+    def call(self, at: float, fn):
+        handle = _Handle()
+        with self._cv:
+            self._count += 1
+            self._heapq.heappush(self._due, (at, self._count, fn, handle))
+            self._cv.notify()
+        return handle
+
+    def _run(self):
+        while True:
+            with self._cv:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._cv.wait(max(0.0, self._due[0][0] - time.monotonic()) if self._due else None)
+                _, _, fn, handle = self._heapq.heappop(self._due)
+            handle.set(fn())
+
+
+class _Handle:
+    def __init__(self):
+        self.real = None
+        self.cancelled = False
+
+    def set(self, real):
+        self.real = real
+        if self.cancelled:
+            real.cancel()
+
+    def cancel(self):
+        self.cancelled = True
+        if self.real is not None:
+            self.real.cancel()
 
 
 def merge(counts_file: str) -> dict | None:

@@ -56,6 +56,9 @@ class SendConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     #: Upload processes besides this one (procs.py); 1 = upload in this process's threads.
     processes: int = 1
+    #: "crt": single-part uploads through the AWS CRT (the ``crt`` extra, crtuploads.py), in
+    #: this process; "botocore": transfer.py everywhere.
+    uploader: str = "botocore"
     #: A partial batch is sent once no upload is running that could fill it, or after this long.
     #: Waiting keeps batches full (≈1.1 requests per file) even when uploads are slow.
     batch_max_linger_s: float = 1.0
@@ -183,7 +186,7 @@ class Sender:
         pipeline = Pipeline(self.config, Destination(s3=self.s3, sqs=self.sqs, queue_url=self.queue_url,
                                                      max_message_bytes=self.max_message_bytes, batch_id=batch_id),
                             journal, self.tally, stop=self._stop, clock=self.clock, sleep=self.sleep,
-                            uploads=self._upload_processes if self.config.processes > 1 else None)
+                            uploads=self._uploads())
         try:
             for step in self._steps(journal.lookup):
                 if not pipeline.submit(step):
@@ -206,8 +209,18 @@ class Sender:
         if self.summary.ok:
             journal.set_meta("open_batch", None)
 
-    def _upload_processes(self, pipeline: Pipeline) -> UploadProcesses:
-        return UploadProcesses(pipeline, processes=self.config.processes, clients=self.clients)
+    def _uploads(self):
+        """How the pipeline uploads: upload processes, the CRT here, or (None) threads here."""
+        c = self.config
+        if c.processes > 1:
+            return lambda pipeline: UploadProcesses(pipeline, processes=c.processes, clients=self.clients)
+        if c.uploader == "crt":
+            from ..crt import CrtPutter
+            from .crtuploads import CrtUploads
+
+            return lambda pipeline: CrtUploads(pipeline, CrtPutter(self.clients, connections=c.concurrency),
+                                               concurrency=c.concurrency)
+        return None
 
     def _write_manifest(self, journal: Journal, batch_id: str) -> str | None:
         """The batch's files, keys and sizes, as JSON lines in S3, for status checks; its key."""

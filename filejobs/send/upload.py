@@ -54,13 +54,18 @@ def upload_step(s3, target: Target, step: Step) -> Outcome:
         return Outcome(etag=step.etag)
     try:
         result = put_file(s3, f.path, target.bucket, key, config=target.transfer, size=f.size, mtime_ns=f.mtime_ns)
-    except FileChanged:
-        return Outcome(reason="changed while it was uploaded; rerun to send the new version")
-    except OSError as exc:
-        return Outcome(reason=f"cannot read: {exc.strerror or exc}")
-    except Exception as exc:  # noqa: BLE001 - classified here
-        return Outcome(reason=aws.describe(exc, bucket=target.bucket), fatal=aws.is_fatal(exc), error=exc)
+    except Exception as exc:  # noqa: BLE001 - classified there
+        return failed(exc, target.bucket)
     return Outcome(etag=result.etag, put=True)
+
+
+def failed(exc: BaseException, bucket: str) -> Outcome:
+    """The outcome of an upload that raised ``exc``: one line naming why, fatal or not."""
+    if isinstance(exc, FileChanged):
+        return Outcome(reason="changed while it was uploaded; rerun to send the new version")
+    if isinstance(exc, OSError):
+        return Outcome(reason=f"cannot read: {exc.strerror or exc}")
+    return Outcome(reason=aws.describe(exc, bucket=bucket), fatal=aws.is_fatal(exc), error=exc)
 
 
 def _still_in_s3(s3, bucket: str, key: str, step: Step) -> bool:
