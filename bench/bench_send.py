@@ -145,7 +145,8 @@ def compare(ep, *, files: int, size: int = 4096, concurrency: int = 32, delay_ms
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def memory_files(ep, counts=(1_000, 100_000), *, concurrency: int = 32, work: str | None = None) -> dict:
+def memory_files(ep, counts=(1_000, 100_000), *, concurrency: int = 32, work: str | None = None,
+                 extra=()) -> dict:
     """Peak RSS of real sendjobs runs over ``counts`` tiny (16-byte) files."""
     clients = common.clients_for(ep)
     out = {"endpoint": ep.name, "concurrency": concurrency}
@@ -156,7 +157,7 @@ def memory_files(ep, counts=(1_000, 100_000), *, concurrency: int = 32, work: st
             bucket = common.make_bucket(clients.s3)
             qname, qurl = common.make_queue(clients.sqs)
             run, summary = _sendjobs(ep, data, bucket, qname, os.path.join(tmp, "state"),
-                                     concurrency=concurrency, timeout=3600)
+                                     concurrency=concurrency, timeout=3600, extra=extra)
             visible, _ = common.queue_depth(clients.sqs, qurl)
             if visible != n:
                 raise RuntimeError(f"{n} files: {visible} messages in the queue")
@@ -167,7 +168,7 @@ def memory_files(ep, counts=(1_000, 100_000), *, concurrency: int = 32, work: st
     return out
 
 
-def memory_big(ep, *, size: int = 1 << 30, concurrency: int = 32, work: str = "/tmp") -> dict:
+def memory_big(ep, *, size: int = 1 << 30, concurrency: int = 32, work: str = "/tmp", root=ROOT, extra=()) -> dict:
     """Peak RSS of sendjobs uploading one sparse 1 GiB file (multipart, 8 MiB parts)."""
     clients = common.clients_for(ep)
     tmp = tempfile.mkdtemp(prefix="bench-big-", dir=work)
@@ -177,7 +178,8 @@ def memory_big(ep, *, size: int = 1 << 30, concurrency: int = 32, work: str = "/
         common.sparse_file(os.path.join(data, "big.bin"), size)
         bucket = common.make_bucket(clients.s3)
         qname, qurl = common.make_queue(clients.sqs)
-        run, summary = _sendjobs(ep, data, bucket, qname, os.path.join(tmp, "state"), concurrency=concurrency)
+        run, summary = _sendjobs(ep, data, bucket, qname, os.path.join(tmp, "state"), concurrency=concurrency,
+                                 root=root, extra=extra)
         head = clients.s3.head_object(Bucket=bucket, Key="input/big.bin")
         if head["ContentLength"] != size:
             raise RuntimeError(f"uploaded {head['ContentLength']} bytes, expected {size}")

@@ -7,3 +7,4 @@ if os.environ.get("BENCH_COUNTS_FILE"):
     import counting
 
     counting.install()
+

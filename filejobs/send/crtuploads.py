@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 
 from .. import aws, crt, message
 from ..crt import CrtPutter
@@ -39,60 +40,93 @@ def choose_uploader(choice: str, clients, bucket: str, environ) -> str:
 
 
 class CrtUploads:
+    """``put``/``close`` for a Pipeline. Up to ``concurrency`` CRT requests run at once; as one
+    ends, its completion starts the next waiting step, so the walker is not woken per file: it
+    refills the waiting steps once they are down to half (as in UploadThreads)."""
+
     def __init__(self, pipeline, putter: CrtPutter, *, concurrency: int):
         self.pipeline = pipeline
         self.putter = putter
         self.limit = concurrency
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
-        self._running = 0
-        self._waiting = False
+        self._running = 0  # requests the CRT holds
+        self._unreported = 0  # steps started whose outcome the pipeline has not had yet
+        self._waiting: deque[Step] = deque()
+        self._walker_waits = False
         self._crt_refused = False
-        self._helpers = UploadThreads(concurrency, self._upload_here,
-                                      stopping=lambda: pipeline.stopping, name="upload-botocore")
+        self._helpers = UploadThreads(concurrency, self._upload_here, stopping=lambda: pipeline.stopping,
+                                      name="upload-botocore")
 
     def put(self, step: Step) -> bool:
         f = step.file
         if step.action == SEND_ONLY or f.size > self.pipeline.target.transfer.in_memory_max or self._crt_refused:
             return self._helpers.put(step)
         with self._lock:
-            while self._running >= self.limit:
+            while len(self._waiting) >= self.limit:
                 if self.pipeline.stopping:
                     return False
-                self._waiting = True
+                self._walker_waits = True
                 self._room.wait(0.2)
-            self._running += 1
-        target = self.pipeline.target
+            start = self._running < self.limit
+            if start:
+                self._running += 1
+                self._unreported += 1
+            else:
+                self._waiting.append(step)
+        if start:
+            self._start(step)
+        return True
+
+    def close(self) -> None:
+        """Return once every step ended: started ones finish, waiting ones are dropped if stopping."""
+        with self._lock:
+            while self._unreported or self._waiting:
+                self._room.wait(0.2)
+        self._helpers.close()
+        self.putter.close()
+
+    def _start(self, step: Step) -> None:
+        f, target = step.file, self.pipeline.target
         try:
             self.putter.put(f.path, target.bucket, message.input_key(target.input_prefix, f.rel), size=f.size,
                             on_done=lambda etag, error: self._done(step, etag, error))
         except Exception as exc:  # noqa: BLE001 - refused before it started (a file that is gone): its outcome
             self._done(step, None, exc)
-        return True
-
-    def close(self) -> None:
-        with self._lock:
-            while self._running:
-                self._room.wait(0.2)
-        self._helpers.close()
-        self.putter.close()
 
     def _upload_here(self, step: Step) -> None:
         p = self.pipeline
         p.finished(step, SKIPPED if p.stopping else upload_step(p.dest.s3, p.target, step))
 
     def _done(self, step: Step, etag: str | None, error: BaseException | None) -> None:
-        """Runs on a CRT thread as the request ends."""
+        """Runs on a CRT thread as a request ends: start the next waiting step, then report this one."""
+        dropped = []
         with self._lock:
-            self._running -= 1
-            if self._waiting and self._running <= self.limit // 2 or not self._running:
-                self._waiting = False
+            if self.pipeline.stopping:
+                dropped, self._waiting = list(self._waiting), deque()
+            following = self._waiting.popleft() if self._waiting else None
+            if following is None:
+                self._running -= 1
+            else:
+                self._unreported += 1
+            if self._walker_waits and len(self._waiting) <= self.limit // 2:
+                self._walker_waits = False
                 self._room.notify_all()
-        if error is not None and aws.error_code(error) in _ELSEWHERE:
-            self._crt_refused = True
-            self._helpers.put(step)
-            return
-        self.pipeline.finished(step, self._outcome(step, etag, error))
+        if following is not None:
+            self._start(following)
+        try:
+            for skipped in dropped:
+                self.pipeline.finished(skipped, SKIPPED)
+            if error is not None and aws.error_code(error) in _ELSEWHERE:
+                self._crt_refused = True
+                self._helpers.put(step)
+            else:
+                self.pipeline.finished(step, self._outcome(step, etag, error))
+        finally:
+            with self._lock:
+                self._unreported -= 1
+                if not (self._unreported or self._waiting):
+                    self._room.notify_all()  # close() waits for this
 
     def _outcome(self, step: Step, etag: str | None, error: BaseException | None) -> Outcome:
         f = step.file

@@ -3,9 +3,11 @@
 One run reads ``walk → plan → upload → batch → send → journal``: the walk (walk.py) yields files
 lazily, the plan (plan.py) says per file what the journal allows (skip / send only / upload), and
 the dry run prints those steps while the real run hands them to the pipeline (pipeline.py), which
-uploads, batches and sends them and records each file in the journal (journal.py). The journal is
-a small SQLite file per (directory, bucket, prefixes, queue) in the state folder; it is what makes
-a rerun resume (see README, "Resume"). The batch manifest (manifest.py) is written last.
+uploads them (in its own threads, upload.py; through the AWS CRT, crtuploads.py; or in upload
+processes, procs.py + uploader.py), batches and sends them (collect.py) and records each file in
+the journal (journal.py). The journal is a small SQLite file per (directory, bucket, prefixes,
+queue) in the state folder; it is what makes a rerun resume (see README, "Resume"). The batch
+manifest (manifest.py) is written last.
 """
 
 from __future__ import annotations
