@@ -182,3 +182,17 @@ def test_the_checksum_sent_is_the_crc32_of_the_bytes_sent(tmp_path):
     crc = base64.b64encode(zlib.crc32(seen["body"]).to_bytes(4, "big")).decode()
     assert seen["headers"]["x-amz-checksum-crc32"] == crc
     assert "x-amz-checksum-crc32" in seen["headers"]["authorization"]  # signed, so it cannot be altered on the way
+
+
+def test_the_crt_retries_s3_errors_resets_and_lost_answers_itself(server, res, tmp_path):
+    from testing.faultproxy import FaultProxy
+
+    data = tree(tmp_path / "data", [f"f{i:02d}.txt" for i in range(20)])
+    # 10 % of requests fail; the CRT cannot tell the proxy its attempt number, so any attempt may
+    # fail: a file is lost only if all 6 of its attempts do (1e-6 per file).
+    with FaultProxy(server.target.endpoint_url, rate=0.10, seed=3, timeout_delay_s=0.5) as proxy:
+        clients = aws.make_clients(aws.Target(region=REGION, endpoint_url=proxy.url))
+        summary = Sender(config(tmp_path, res, data), clients).run()
+    assert (summary.files_sent, summary.files_failed) == (20, 0)
+    assert proxy.faults_by_op["s3:PUT"] > 0
+    assert sorted(list_keys(server.s3, res.bucket, "input/")) == [f"input/f{i:02d}.txt" for i in range(20)]
