@@ -52,8 +52,9 @@ Rerunning the same command resumes: files already sent are skipped (see README, 
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
               help="Files uploaded at once.")
 @click.option("--processes", type=click.IntRange(1, 64), default=None, metavar="N",
-              help="Upload processes, so more than one core can work (default: from the number of cores, "
-                   "1 with the AWS CRT; 1 = upload in sendjobs' own threads).")
+              help="Upload processes, so more than one core can work; they start once a run has more than 256 "
+                   "files (default: from the number of cores, 1 with the AWS CRT; 1 = upload in sendjobs' own "
+                   "threads).")
 @click.option("--uploader", type=click.Choice(CHOICES), default="auto", show_default=True,
               envvar="FILEJOBS_UPLOADER", show_envvar=True,
               help="What uploads small files (up to 1 MiB): the AWS CRT (pip install 'filejobs[crt]'), botocore, "

@@ -198,7 +198,8 @@ def main():
     p.add_argument("--delay-ms", type=float, default=30)
     p.add_argument("--what", choices=["compare", "memory", "big", "alternate"], default="compare")
     p.add_argument("--reps", type=int, default=3, help="alternate: rounds")
-    p.add_argument("--tools", default="sync,sendjobs", help="alternate: sync, sendjobs, old (--compare-root)")
+    p.add_argument("--tools", default="sync,sendjobs",
+                   help="alternate: sync, sendjobs, old (--compare-root), processes=N")
     p.add_argument("--compare-root", default=None, help="alternate: another checkout, measured as 'old'")
     p.add_argument("--extra", default="", help="alternate: extra sendjobs options (this checkout only)")
     a = p.parse_args()
@@ -215,6 +216,9 @@ def main():
         else:
             specs = {"sync": ("sync",), "sendjobs": ("sendjobs", ROOT, tuple(a.extra.split()), a.concurrency),
                      "old": ("sendjobs", a.compare_root, (), a.concurrency)}
+            for n in range(1, 9):  # "processes=N": this checkout through botocore in N upload processes
+                specs[f"processes={n}"] = ("sendjobs", ROOT, ("--uploader", "botocore", "--processes", str(n)),
+                                           a.concurrency)
             tools = {t: specs[t] for t in a.tools.split(",")}
             tmp = tempfile.mkdtemp(prefix="bench-alt-")
             try:
@@ -223,6 +227,8 @@ def main():
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             for label, runs in res.items():
+                print(f"{label:12} main process {median([r['main_cpu_ms_per_file'] for r in runs]):.2f} ms/file; "
+                      f"peak RSS {median([r['rss_mib'] for r in runs]):.0f} MiB")
                 print(f"{label:10} CPU ms/file min {min(r['cpu_ms_per_file'] for r in runs):.2f} "
                       f"median {median([r['cpu_ms_per_file'] for r in runs]):.2f}; switches/file median "
                       f"{median([r['switches_per_file'] for r in runs]):.0f}; files/s (wall) median "

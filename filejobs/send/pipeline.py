@@ -87,7 +87,7 @@ class Pipeline:
                          for i in range(senders)]
         for t in self._senders:
             t.start()
-        self.uploads = (uploads or _upload_threads)(self)
+        self.uploads = (uploads or upload_threads)(self)
 
     @property
     def stopping(self) -> bool:
@@ -200,7 +200,9 @@ class Pipeline:
         self.tally.sent(len(sent))
 
 
-def _upload_threads(pipeline: Pipeline) -> UploadThreads:
+def upload_threads(pipeline: Pipeline) -> UploadThreads:
+    """The default upload side: ``concurrency`` threads in this process, through transfer.py."""
+
     def work(step: Step) -> None:
         pipeline.finished(step, SKIPPED if pipeline.stopping else upload_step(pipeline.dest.s3, pipeline.target, step))
 

@@ -29,7 +29,7 @@ from ..transfer import TransferConfig
 from .journal import Journal, default_state_dir, journal_path
 from .manifest import manifest_lines, upload_lines
 from .pipeline import Destination, Pipeline, RunStopped
-from .procs import UploadProcesses
+from .procs import LateProcesses
 from .plan import SKIP, UPLOAD, Step, plan_files
 from .summary import SendSummary, Tally
 from .walk import LocalFile, key_problem, walk
@@ -58,6 +58,9 @@ class SendConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     #: Upload processes besides this one (procs.py); 1 = upload in this process's threads.
     processes: int = 1
+    #: They start once this many files were handed to the uploads (the run is large); before, and
+    #: for runs that never get there, this process uploads.
+    processes_after: int = 256
     #: "crt": single-part uploads through the AWS CRT (the ``crt`` extra, crtuploads.py), in
     #: this process; "botocore": transfer.py everywhere.
     uploader: str = "botocore"
@@ -215,7 +218,8 @@ class Sender:
         """How the pipeline uploads: upload processes, the CRT here, or (None) threads here."""
         c = self.config
         if c.processes > 1:
-            return lambda pipeline: UploadProcesses(pipeline, processes=c.processes, clients=self.clients)
+            return lambda pipeline: LateProcesses(pipeline, processes=c.processes, clients=self.clients,
+                                                  start_after=c.processes_after)
         if c.uploader == "crt":
             from ..crt import CrtPutter
             from .crtuploads import CrtUploads

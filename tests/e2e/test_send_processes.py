@@ -37,7 +37,8 @@ def files(tmp_path, n):
 
 
 def config(tmp_path, res, data, **kw):
-    settings = {"bucket": res.bucket, "queue": res.queue_url, "processes": 2, "concurrency": 8, **kw}
+    settings = {"bucket": res.bucket, "queue": res.queue_url, "processes": 2, "concurrency": 8, "processes_after": 0,
+                **kw}
     return SendConfig(directory=str(data), input_prefix="input/", output_prefix="output/",
                       state_dir=str(tmp_path / "state"), **settings)
 
@@ -144,13 +145,13 @@ def test_an_upload_process_that_dies_stops_the_run_and_a_rerun_completes_it(serv
 
 
 def test_ctrl_c_to_sendjobs_stops_its_upload_processes_and_a_rerun_sends_each_file_once(server, res, tmp_path):
-    data = files(tmp_path, 300)
+    data = files(tmp_path, 400)  # the upload processes start after the first 256 files
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "4", data,
             res.bucket, "input/", "output/", res.queue_url, REGION]
     first = subprocess.Popen(argv, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     children = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 40):
+    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 270):
         children = psutil.Process(first.pid).children()
         time.sleep(0.05)
     first.send_signal(signal.SIGINT)
@@ -161,20 +162,38 @@ def test_ctrl_c_to_sendjobs_stops_its_upload_processes_and_a_rerun_sends_each_fi
                       env=server.env)
     assert second.returncode == 0, second.stderr
     counts = jobs_per_key(server, res.queue_url)
-    assert len(counts) == 300 and set(counts.values()) == {1}
+    assert len(counts) == 400 and set(counts.values()) == {1}
 
 
 def test_upload_processes_end_when_sendjobs_is_killed(server, res, tmp_path):
-    data = files(tmp_path, 300)
+    data = files(tmp_path, 400)
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "2", data,
             res.bucket, "input/", "output/", res.queue_url, REGION]
     first = subprocess.Popen(argv, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 20):
+    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 280):
         children = psutil.Process(first.pid).children()
         time.sleep(0.05)
     first.kill()
     first.wait()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [] and len(gone) == 2
+
+
+class CountChildren:
+    """A progress display that notes how many upload processes run as files are sent."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def add(self, files=0, nbytes=0):
+        self.seen.add(len(upload_children()))
+
+
+def test_a_run_of_few_files_uploads_in_its_own_threads_and_starts_no_process(server, res, tmp_path):
+    data = files(tmp_path, 30)
+    progress = CountChildren()
+    summary = Sender(config(tmp_path, res, data, processes_after=256), server, progress=progress).run()
+    assert summary.ok and summary.files_sent == 30
+    assert progress.seen == {0}
