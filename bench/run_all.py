@@ -112,6 +112,21 @@ def versions() -> dict:
             "aws": subprocess.run([aws, "--version"], capture_output=True, text=True).stdout.strip() if aws else None}
 
 
+def report(results: dict) -> None:
+    """Write the raw figures to bench/results/ and print the table."""
+    out_dir = os.path.join(common.HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, time.strftime("run-%Y%m%dT%H%M%S.json"))
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=1, default=str)
+    print(f"\n{'endpoint':8} | {'target':70} | verdict | measured")
+    print("-" * 160)
+    for endpoint, target, measured, verdict, note in ROWS:
+        print(f"{endpoint:8} | {target:70} | {verdict:7} | {measured} {note}".rstrip())
+    print(f"\n{sum(r[3] == 'PASS' for r in ROWS)} PASS, {sum(r[3] == 'FAIL' for r in ROWS)} FAIL "
+          f"in {results['seconds'] / 60:.1f} min; {json.dumps(results['versions'])}; details: {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes, no 100,000-file run")
@@ -156,17 +171,7 @@ def main():
                                concurrency=16, delay_ms=a.delay_ms, big=True, results=results)
     results["seconds"] = time.monotonic() - started
     results["rows"] = ROWS
-    out_dir = os.path.join(common.HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, time.strftime("run-%Y%m%dT%H%M%S.json"))
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(results, fh, indent=1, default=str)
-    print(f"\n{'endpoint':8} | {'target':70} | verdict | measured")
-    print("-" * 160)
-    for endpoint, target, measured, verdict, note in ROWS:
-        print(f"{endpoint:8} | {target:70} | {verdict:7} | {measured} {note}".rstrip())
-    print(f"\n{sum(r[3] == 'PASS' for r in ROWS)} PASS, {sum(r[3] == 'FAIL' for r in ROWS)} FAIL "
-          f"in {results['seconds'] / 60:.1f} min; {json.dumps(results['versions'])}; details: {path}")
+    report(results)
     return 0
 
 
