@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 
 import click
 
@@ -15,6 +16,8 @@ from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.send import FatalSendError, SendConfig, Sender, SendSummary
+from filejobs.send.crtuploads import CHOICES, choose_uploader
+from filejobs.send.procs import default_processes, usable_cpus
 from filejobs.statusview import StatusQuery, show_status
 
 EXAMPLE = """\b
@@ -57,6 +60,14 @@ Exit status:
               help="Follow symlinks that stay inside DIRECTORY (links out of it are always skipped).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
               help="Files uploaded at once.")
+@click.option("--processes", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="Upload processes, so more than one core can work; they start once a run has more than 256 "
+                   "files (default: from the number of cores, 1 with the AWS CRT; 1 = upload in sendjobs' own "
+                   "threads).")
+@click.option("--uploader", type=click.Choice(CHOICES), default="auto", show_default=True,
+              envvar="FILEJOBS_UPLOADER", show_envvar=True,
+              help="What uploads small files (up to 1 MiB): the AWS CRT (pip install 'filejobs[crt]'), botocore, "
+                   "or auto: the CRT when it is installed and usable.")
 @click.option("--force", is_flag=True, help="Upload and send every file again, ignoring what earlier runs sent.")
 @click.option("--dry-run", is_flag=True, help="List what would be sent (JSON lines on stdout); touch nothing.")
 @click.option("--batch-prefix", default="batches/", show_default=True, metavar="PREFIX",
@@ -74,8 +85,8 @@ Exit status:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_url, profile, recursive,
-        include, exclude, follow_symlinks, concurrency, force, dry_run, batch_prefix, state_dir, wait, extension,
-        wait_interval, timeout, as_json, quiet):
+        include, exclude, follow_symlinks, concurrency, processes, uploader, force, dry_run, batch_prefix, state_dir,
+        wait, extension, wait_interval, timeout, as_json, quiet):
     """Upload every file in DIRECTORY to s3://BUCKET/INPUT_PREFIX and send one job per file to QUEUE
     (a name or a URL). Workers (getjobs) write results under OUTPUT_PREFIX.
 
@@ -92,6 +103,8 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
     target = aws.Target(region=region, endpoint_url=endpoint_url, profile=profile)
     clients = (aws.Clients(s3=None, sqs=None) if dry_run
                else connect(target, max_pool_connections=concurrency + 16))
+    if not dry_run:
+        config = _upload_settings(config, clients, uploader=uploader, processes=processes)
     summary = send(config, clients, quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
@@ -107,6 +120,18 @@ def cli(directory, bucket, input_prefix, output_prefix, queue, region, endpoint_
                              timeout_s=timeout, quiet=quiet)
         return code or (0 if summary.ok else 1)
     return 0 if summary.ok else 1
+
+
+def _upload_settings(config: SendConfig, clients, *, uploader: str, processes: int | None) -> SendConfig:
+    """Who uploads: the CRT (natively multi-threaded: one process is enough) or botocore, in
+    ``processes`` processes (from the cores unless given)."""
+    try:
+        chosen = choose_uploader(uploader, clients, config.bucket, os.environ)
+    except ValueError as exc:
+        raise Fail(str(exc)) from None
+    if processes is None:
+        processes = 1 if chosen == "crt" else default_processes(usable_cpus())
+    return replace(config, uploader=chosen, processes=processes)
 
 
 def _errlog(text: str) -> None:

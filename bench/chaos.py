@@ -209,8 +209,12 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
         env["XDG_STATE_HOME"] = os.path.join(workdir, "state")
         out = open(os.path.join(logs_dir, f"sendjobs{w}.json"), "w")
         err = open(os.path.join(logs_dir, f"sendjobs{w}.err"), "w")
+        # With faults, uploads go through botocore: the proxy bounds faults to the first attempts by
+        # botocore's amz-sdk-request header, which the AWS CRT does not send (its retries under
+        # faults are tested in tests/e2e/test_send_crt.py).
+        uploader = ["--uploader", "botocore"] if sc.fault_rate else []
         proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--json", "-q", "--concurrency", "16",
+            [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--json", "-q", "--concurrency", "16", *uploader,
              wave_dirs[w], bucket, f"in/wave{w:02d}/", f"out/wave{w:02d}/", made.queue_url, REGION],
             env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         out.close()

@@ -36,6 +36,8 @@ NETNS_FLAG = "FILEJOBS_BENCH_NETNS"
 
 sys.path.insert(0, ROOT)
 
+import counting  # noqa: E402  (bench/, next to this file)
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -193,11 +195,18 @@ class ChildRun:
     argv: list
     rc: int
     wall_s: float
+    #: Peak RSS of the child's process tree: its own high-water mark plus that of every helper
+    #: process it started (see launcher.py). For a single-process tool, the exact ``ru_maxrss``.
     maxrss_mib: float
     cpu_s: float
     counts: dict | None
     stdout: str
     stderr: str
+    #: Voluntary + involuntary context switches (``wait4``), the child and its waited-for children.
+    switches: int = 0
+    processes: int = 1
+    #: CPU of the child process itself (sampled from /proc; the rest of ``cpu_s`` is its helpers').
+    own_cpu_s: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -208,10 +217,30 @@ class ChildRun:
         return (self.counts or {}).get("active_s") or self.wall_s
 
 
+class Launcher:
+    """The launcher process (launcher.py): a fresh small interpreter that forks every child, so
+    the children's peak RSS is not floored by the harness's own (see launcher.py)."""
+
+    _proc: subprocess.Popen | None = None
+
+    @classmethod
+    def run(cls, request: dict) -> dict:
+        if cls._proc is None or cls._proc.poll() is not None:
+            cls._proc = subprocess.Popen([PY, "-I", "-S", os.path.join(HERE, "launcher.py")], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+        cls._proc.stdin.write(json.dumps(request) + "\n")
+        cls._proc.stdin.flush()
+        answer = json.loads(cls._proc.stdout.readline())
+        if "error" in answer:
+            raise RuntimeError(f"launcher: {answer['error']}")
+        return answer
+
+
 def run_child(argv: list, env: dict, *, timeout: float, instrument: bool = True, delay_ms: float = 0,
               cwd: str = ROOT) -> ChildRun:
-    """Run a CLI as a child, wait for it with ``wait4`` (its own peak RSS, grandchildren included once
-    waited for), optionally through ``instrument.py`` (request counts, latency)."""
+    """Run a CLI as a child of the launcher, which waits for it with ``wait4`` (CPU of the child and
+    its waited-for children, context switches, peak RSS), optionally through ``instrument.py``
+    (request counts, latency)."""
     counts_file = None
     env = dict(env)
     if instrument:
@@ -220,37 +249,25 @@ def run_child(argv: list, env: dict, *, timeout: float, instrument: bool = True,
         env["BENCH_COUNTS_FILE"] = counts_file
         env["BENCH_DELAY_MS"] = str(delay_ms)
         argv = [PY, os.path.join(HERE, "instrument.py")] + list(argv)
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-    deadline = started + timeout
-    status = rusage = None
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            _, status, rusage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.01)
-    wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
+    argv = [str(a) for a in argv]
+    if not os.path.isabs(argv[0]):
+        argv[0] = shutil.which(argv[0]) or argv[0]
+    with tempfile.TemporaryDirectory(prefix="bench-child-") as tmp:
+        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        r = Launcher.run({"argv": argv, "env": env, "cwd": cwd, "stdout": out, "stderr": err, "timeout": timeout})
+        with open(out, "rb") as fh:
+            stdout = fh.read().decode("utf-8", "replace")
+        with open(err, "rb") as fh:
+            stderr = fh.read().decode("utf-8", "replace")
     counts = None
     if counts_file:
-        try:
-            with open(counts_file, encoding="utf-8") as fh:
-                text = fh.read()
-            counts = json.loads(text) if text else None
-        finally:
-            os.unlink(counts_file)
-    return ChildRun(argv=argv, rc=proc.returncode, wall_s=wall, maxrss_mib=rusage.ru_maxrss / 1024,
-                    cpu_s=rusage.ru_utime + rusage.ru_stime,
-                    counts=counts, stdout=out.read().decode("utf-8", "replace"),
-                    stderr=err.read().decode("utf-8", "replace"))
+        counts = counting.merge(counts_file)
+        os.unlink(counts_file)
+    peak_kib = r["maxrss_kib"] if r["processes"] <= 1 else r["child_hwm_kib"] + r["others_hwm_kib"]
+    return ChildRun(argv=argv, rc=r["rc"], wall_s=r["wall_s"], maxrss_mib=peak_kib / 1024,
+                    cpu_s=r["utime_s"] + r["stime_s"], counts=counts, stdout=stdout, stderr=stderr,
+                    switches=r["nvcsw"] + r["nivcsw"], processes=max(1, r["processes"]),
+                    own_cpu_s=r["child_cpu_sampled_s"] if r["processes"] > 1 else r["utime_s"] + r["stime_s"])
 
 
 def check(run: ChildRun, what: str) -> ChildRun:
@@ -278,7 +295,13 @@ def aws_cli() -> str | None:
     venv_aws = os.path.join(os.path.dirname(PY), "aws")
     if os.path.exists(venv_aws):
         return venv_aws
-    return shutil.which("aws")
+    found = shutil.which("aws")
+    if found and "/shims/" in found and shutil.which("pyenv"):
+        # A pyenv shim is a shell script that runs pyenv before the CLI: it would add its own
+        # processes and CPU to the baseline's figures. Measure the CLI itself.
+        real = subprocess.run(["pyenv", "which", "aws"], capture_output=True, text=True).stdout.strip()
+        found = real or found
+    return found
 
 
 def reexec_in_netns() -> None:

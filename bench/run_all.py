@@ -19,14 +19,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_send  # noqa: E402
 import bench_work  # noqa: E402
 import common  # noqa: E402
+import send_suite  # noqa: E402
 
 ROWS: list[tuple] = []  # (endpoint, target, measured, verdict, note)
 
@@ -35,119 +34,6 @@ def row(endpoint, target, measured, ok, note=""):
     verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
     ROWS.append((endpoint, target, measured, verdict, note))
     print(f"  [{verdict}] {endpoint}: {target}: {measured} {note}", flush=True)
-
-
-def subset_dir(src: str, dst: str, count: int) -> str:
-    """The first ``count`` files of ``src`` as hard links (same files, smaller run)."""
-    os.makedirs(dst)
-    for name in sorted(os.listdir(src))[:count]:
-        os.link(os.path.join(src, name), os.path.join(dst, name))
-    return dst
-
-
-# --------------------------------------------------------------------------- sendjobs
-
-
-def send_suite(ep, *, files, lat_files, concurrency, delay_ms, rss_counts, big, results):
-    name = ep.name
-    print(f"\n== sendjobs on {name}: {files} files of 4 KiB, concurrency {concurrency}", flush=True)
-    clients = common.clients_for(ep)
-    tmp = tempfile.mkdtemp(prefix="bench-send-")
-    try:
-        data = common.make_flat_files(os.path.join(tmp, "data"), files, 4096)
-        env = common.bench_env(ep, os.path.join(tmp, "state"))
-        aws = common.aws_cli()
-        sync, send = [], []
-        # Interleaved, twice each: the machine is shared, so the median of alternating runs.
-        for rep in range(2):
-            if aws:
-                bucket = common.make_bucket(clients.s3)
-                run = common.check(common.run_child([aws, "s3", "sync", "--only-show-errors", data,
-                                                     f"s3://{bucket}/sync/"], env, timeout=1800, instrument=False),
-                                   "aws s3 sync")
-                bench_send._verify(clients, bucket, "sync/", None, files)
-                sync.append(run.wall_s)
-            bucket = common.make_bucket(clients.s3)
-            qname, qurl = common.make_queue(clients.sqs)
-            run, _ = bench_send._sendjobs(ep, data, bucket, qname, os.path.join(tmp, f"st{rep}"),
-                                          concurrency=concurrency)
-            bench_send._verify(clients, bucket, "input/", qurl, files)
-            send.append(run)
-        best = min(send, key=lambda r: r.wall_s)
-        r = {"files": files, "sync_wall_s": sync, "sendjobs_wall_s": [x.wall_s for x in send],
-             "sendjobs_active_s": [x.active_s for x in send], "sendjobs_cpu_s": [x.cpu_s for x in send],
-             "sendjobs_ops": best.counts["by_operation"], "sendjobs_rss_mib": best.maxrss_mib}
-        if sync:
-            ratio = sum(x.wall_s for x in send) / len(send) / (sum(sync) / len(sync))
-            row(name, f"sendjobs wall ≤ 1.0× aws s3 sync ({files} files)",
-                f"{ratio:.2f}× (sendjobs {', '.join(f'{x.wall_s:.1f}' for x in send)} s; "
-                f"sync {', '.join(f'{x:.1f}' for x in sync)} s)", ratio <= 1.0)
-        else:
-            row(name, "sendjobs wall ≤ 1.0× aws s3 sync", "aws CLI not found", False)
-        # 3 requests per run do not depend on the file count: GetQueueUrl, GetQueueAttributes and
-        # the batch manifest's PUT. The per-file figure leaves them out; the total is shown too.
-        rpf = (best.requests - 3) / files
-        row(name, "requests per file ≤ 1.1", f"{rpf:.3f} per file + 3 per run (total {best.requests} "
-            f"for {files} files = {best.requests / files:.3f}; {best.counts['by_operation']})", round(rpf, 2) <= 1.1,
-            "(judged at 2 decimals: the excess is the last partial batch of each sender thread)")
-
-        # Original loop without added latency (same files): CPU-bound on both sides.
-        bucket = common.make_bucket(clients.s3)
-        qname, qurl = common.make_queue(clients.sqs)
-        orig = common.check(common.run_child([bench_send.ORIGINAL, data, bucket, "input/", "output/", qname,
-                                              common.REGION], env, timeout=3600), "original_sendjobs")
-        bench_send._verify(clients, bucket, "input/", qurl, files)
-        send_rate = files / min(x.active_s for x in send)
-        orig_rate = files / orig.active_s
-        r.update(original_active_s=orig.active_s, original_requests=orig.requests, original_cpu_s=orig.cpu_s)
-        row(name, "≥ 8× original loop, no added latency", f"{send_rate / orig_rate:.1f}× ({send_rate:.0f} vs "
-            f"{orig_rate:.0f} files/s; CPU/file {1000 * best.cpu_s / files:.1f} vs {1000 * orig.cpu_s / files:.1f} ms)",
-            send_rate / orig_rate >= 8, "(client-CPU-bound; see README)")
-
-        # Latency model: both with `delay_ms` on every request.
-        bucket = common.make_bucket(clients.s3)
-        qname, qurl = common.make_queue(clients.sqs)
-        slow, _ = bench_send._sendjobs(ep, data, bucket, qname, os.path.join(tmp, "st-d"), concurrency=concurrency,
-                                       delay_ms=delay_ms)
-        bench_send._verify(clients, bucket, "input/", qurl, files)
-        slow_rate = files / slow.active_s
-        sub = subset_dir(data, os.path.join(tmp, "subset"), lat_files)
-        bucket = common.make_bucket(clients.s3)
-        qname, qurl = common.make_queue(clients.sqs)
-        orig_d = common.check(common.run_child([bench_send.ORIGINAL, sub, bucket, "input/", "output/", qname,
-                                                common.REGION], env, timeout=3600, delay_ms=delay_ms),
-                              "original_sendjobs (delay)")
-        orig_d_rate = lat_files / orig_d.active_s
-        row(name, f"≥ 8× original loop, {delay_ms:g} ms per request", f"{slow_rate / orig_d_rate:.1f}× "
-            f"({slow_rate:.0f} vs {orig_d_rate:.1f} files/s; original on {lat_files} of the files)",
-            slow_rate / orig_d_rate >= 8)
-        ideal = concurrency / (delay_ms / 1000)
-        bound = min(ideal, send_rate)
-        row(name, f"{delay_ms:g} ms: files/s ≥ 0.9 × min(C/{delay_ms:g} ms, endpoint rate)",
-            f"{slow_rate:.0f} files/s = {slow_rate / bound:.2f} × bound {bound:.0f} "
-            f"(C/{delay_ms:g} ms = {ideal:.0f}; endpoint rate without delay {send_rate:.0f})",
-            slow_rate >= 0.9 * bound)
-        r.update(delayed_active_s=slow.active_s, delayed_requests=slow.requests,
-                 original_delay_active_s=orig_d.active_s, original_delay_files=lat_files)
-        results[f"send-{name}"] = r
-    finally:
-        subprocess.run(["rm", "-rf", tmp])
-
-    if rss_counts:
-        print(f"-- sendjobs peak RSS on {name}: {rss_counts} tiny files", flush=True)
-        m = bench_send.memory_files(ep, counts=rss_counts, concurrency=concurrency)
-        results[f"send-rss-{name}"] = m
-        small, large = m[rss_counts[0]], m[rss_counts[-1]]
-        ratio = large["rss_mib"] / small["rss_mib"]
-        row(name, f"peak RSS {rss_counts[-1]:,} files ≤ 1.3× {rss_counts[0]:,} files",
-            f"{ratio:.2f}× ({large['rss_mib']:.0f} vs {small['rss_mib']:.0f} MiB; "
-            f"{rss_counts[-1]:,} files at {large['files_per_s']:.0f} files/s)", ratio <= 1.3)
-    if big:
-        print(f"-- sendjobs 1 GiB file on {name}", flush=True)
-        b = bench_send.memory_big(ep, concurrency=concurrency)
-        results[f"send-big-{name}"] = b
-        row(name, "sendjobs 1 GiB file: peak RSS < 200 MiB", f"{b['rss_mib']:.0f} MiB "
-            f"({b['mib_per_s']:.0f} MiB/s, {b['ops']})", b["rss_mib"] < 200)
 
 
 # --------------------------------------------------------------------------- getjobs
@@ -226,41 +112,8 @@ def versions() -> dict:
             "aws": subprocess.run([aws, "--version"], capture_output=True, text=True).stdout.strip() if aws else None}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller sizes, no 100,000-file run")
-    p.add_argument("--endpoints", default="moto,fauxqs")
-    p.add_argument("--delay-ms", type=float, default=30)
-    p.add_argument("--rss-files", type=int, default=100_000)
-    a = p.parse_args()
-    if "fauxqs" in a.endpoints and common.fauxqs_available() and os.geteuid() == 0:
-        common.reexec_in_netns()
-    started = time.monotonic()
-    results = {"versions": versions(), "args": vars(a)}
-    print(json.dumps(results["versions"]), flush=True)
-    endpoints = a.endpoints.split(",")
-    if "moto" in endpoints:
-        # moto scans the whole queue on every SQS call, so backlogs stay at a few hundred here.
-        with common.moto_endpoint() as ep:
-            results["moto"] = ep.version
-            send_suite(ep, files=150 if a.quick else 300, lat_files=60 if a.quick else 100, concurrency=32,
-                       delay_ms=a.delay_ms, rss_counts=None, big=False, results=results)
-            work_suite(ep, jobs=150 if a.quick else 300, small_jobs=50, lat_jobs=30 if a.quick else 60,
-                       concurrency=16, delay_ms=a.delay_ms, big=False, results=results)
-    if "fauxqs" in endpoints:
-        if not common.in_netns():
-            print("fauxqs skipped: needs node, bench/.fauxqs and `unshare --net` (root)", flush=True)
-        else:
-            with common.fauxqs_endpoint() as ep:
-                results["fauxqs"] = ep.version
-                send_suite(ep, files=500 if a.quick else 2000, lat_files=100 if a.quick else 400, concurrency=32,
-                           delay_ms=a.delay_ms,
-                           rss_counts=(1_000, 10_000) if a.quick else (1_000, a.rss_files), big=True,
-                           results=results)
-                work_suite(ep, jobs=500 if a.quick else 2000, small_jobs=200, lat_jobs=50 if a.quick else 150,
-                           concurrency=16, delay_ms=a.delay_ms, big=True, results=results)
-    results["seconds"] = time.monotonic() - started
-    results["rows"] = ROWS
+def report(results: dict) -> None:
+    """Write the raw figures to bench/results/ and print the table."""
     out_dir = os.path.join(common.HERE, "results")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, time.strftime("run-%Y%m%dT%H%M%S.json"))
@@ -272,6 +125,53 @@ def main():
         print(f"{endpoint:8} | {target:70} | {verdict:7} | {measured} {note}".rstrip())
     print(f"\n{sum(r[3] == 'PASS' for r in ROWS)} PASS, {sum(r[3] == 'FAIL' for r in ROWS)} FAIL "
           f"in {results['seconds'] / 60:.1f} min; {json.dumps(results['versions'])}; details: {path}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes, no 100,000-file run")
+    p.add_argument("--endpoints", default="moto,fauxqs")
+    p.add_argument("--delay-ms", type=float, default=30)
+    p.add_argument("--rss-files", type=int, default=100_000)
+    p.add_argument("--reps", type=int, default=3, help="alternating rounds of the sendjobs vs aws s3 sync runs")
+    p.add_argument("--compare-root", default=None, metavar="CHECKOUT",
+                   help="another checkout whose sendjobs runs beside this one's ('old' in the rows)")
+    p.add_argument("--only", choices=["send", "work"], default=None, help="run one tool's benchmarks")
+    a = p.parse_args()
+    if "fauxqs" in a.endpoints and common.fauxqs_available() and os.geteuid() == 0:
+        common.reexec_in_netns()
+    started = time.monotonic()
+    results = {"versions": versions(), "args": vars(a)}
+    print(json.dumps(results["versions"]), flush=True)
+    endpoints = a.endpoints.split(",")
+    if "moto" in endpoints:
+        # moto scans the whole queue on every SQS call, so backlogs stay at a few hundred here.
+        with common.moto_endpoint() as ep:
+            results["moto"] = ep.version
+            if a.only != "work":
+                send_suite.run(ep, files=150 if a.quick else 300, lat_files=60 if a.quick else 100, concurrency=32,
+                               delay_ms=a.delay_ms, rss_counts=None, big=False, reps=min(a.reps, 2),
+                               compare_root=a.compare_root, results=results, row=row)
+            if a.only != "send":
+                work_suite(ep, jobs=150 if a.quick else 300, small_jobs=50, lat_jobs=30 if a.quick else 60,
+                           concurrency=16, delay_ms=a.delay_ms, big=False, results=results)
+    if "fauxqs" in endpoints:
+        if not common.in_netns():
+            print("fauxqs skipped: needs node, bench/.fauxqs and `unshare --net` (root)", flush=True)
+        else:
+            with common.fauxqs_endpoint() as ep:
+                results["fauxqs"] = ep.version
+                if a.only != "work":
+                    send_suite.run(ep, files=500 if a.quick else 2000, lat_files=100 if a.quick else 400,
+                                   concurrency=32, delay_ms=a.delay_ms,
+                                   rss_counts=(1_000, 10_000) if a.quick else (1_000, a.rss_files), big=True,
+                                   reps=a.reps, compare_root=a.compare_root, results=results, row=row)
+                if a.only != "send":
+                    work_suite(ep, jobs=500 if a.quick else 2000, small_jobs=200, lat_jobs=50 if a.quick else 150,
+                               concurrency=16, delay_ms=a.delay_ms, big=True, results=results)
+    results["seconds"] = time.monotonic() - started
+    results["rows"] = ROWS
+    report(results)
     return 0
 
 

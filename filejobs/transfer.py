@@ -5,6 +5,12 @@ uploaded, both of which the tools need (resume and idempotent outputs), so the s
 logic lives here: one ``PutObject`` below ``multipart_threshold`` (one request per file), else
 ``CreateMultipartUpload`` + ``UploadPart`` + ``CompleteMultipartUpload``. Each request carries a
 Content-MD5 so S3 rejects a corrupted body; memory is bounded by ``part_size × part_threads``.
+
+A file up to ``in_memory_max`` is read once and sent as bytes. That is the cheap path for the many
+small files the tools move: one read instead of two (MD5, then the body), and no
+``Expect: 100-continue`` — botocore sets that header for any file-like body and then reads the
+interim response one byte per system call (≈50 syscalls and a round trip per PUT, each a GIL
+hand-off when threads share the process). A bytes body goes out with its headers in one send.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ class TransferConfig:
     part_size: int = 8 * MiB
     part_threads: int = 4
     read_chunk: int = 1 * MiB
+    #: Files up to this size are read into memory once and sent as bytes (see above); at most one
+    #: such buffer per upload thread, no more than the ``read_chunk`` buffer a larger file needs.
+    in_memory_max: int = 1 * MiB
+
+
+class FileChanged(Exception):
+    """The file is no longer the version the caller listed (its size or modification time differ)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +62,27 @@ def file_md5(path: str, chunk: int = MiB) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def read_small(path: str, *, size: int, mtime_ns: int | None = None) -> bytes:
+    """The whole file, read with one open; FileChanged if it is not ``size`` bytes (and, given
+    ``mtime_ns``, modified at that time) once read, so what is sent is the version listed."""
+    with open(path, "rb", buffering=0) as fh:
+        data = fh.read(size + 1)
+        st = os.fstat(fh.fileno())
+    if len(data) != size or st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns):
+        raise FileChanged(path)
+    return data
+
+
 def put_file(s3, path: str, bucket: str, key: str, *, config: TransferConfig = TransferConfig(),
              metadata: dict | None = None, if_none_match: bool = False, if_match: str | None = None,
-             size: int | None = None, md5_hex: str | None = None) -> PutResult:
+             size: int | None = None, md5_hex: str | None = None, mtime_ns: int | None = None) -> PutResult:
     """Upload ``path`` to ``bucket/key``; return the ETag S3 stored.
 
     ``if_none_match`` turns the write into create-only (S3 answers 412 if the key exists);
     ``if_match`` replaces only the object with that ETag. Both raise botocore's ClientError
-    (``PreconditionFailed``) to the caller, which decides what a conflict means.
+    (``PreconditionFailed``) to the caller, which decides what a conflict means. Given ``size``
+    and ``mtime_ns`` (what a directory listing saw), FileChanged is raised if the file changed
+    before it was read (small files: nothing is uploaded) or while it was uploaded.
     """
     if size is None:
         size = os.path.getsize(path)
@@ -67,14 +93,26 @@ def put_file(s3, path: str, bucket: str, key: str, *, config: TransferConfig = T
         extra["IfNoneMatch"] = "*"
     if if_match:
         extra["IfMatch"] = if_match
+    if size <= min(config.in_memory_max, config.multipart_threshold - 1):
+        data = read_small(path, size=size, mtime_ns=mtime_ns)
+        md5 = bytes.fromhex(md5_hex) if md5_hex else hashlib.md5(data, usedforsecurity=False).digest()
+        response = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentLength=size, ContentMD5=_b64(md5),
+                                 **extra)
+        return PutResult(etag=response["ETag"], size=size, parts=1)
     if size < config.multipart_threshold:
         if md5_hex is None:
             md5_hex, size = file_md5(path, config.read_chunk)
         with open(path, "rb") as body:
             response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size,
                                      ContentMD5=_b64(bytes.fromhex(md5_hex)), **extra)
-        return PutResult(etag=response["ETag"], size=size, parts=1)
-    return _put_multipart(s3, path, bucket, key, size=size, config=config, extra=extra)
+        result = PutResult(etag=response["ETag"], size=size, parts=1)
+    else:
+        result = _put_multipart(s3, path, bucket, key, size=size, config=config, extra=extra)
+    if mtime_ns is not None:
+        after = os.stat(path)
+        if after.st_size != size or after.st_mtime_ns != mtime_ns:
+            raise FileChanged(path)
+    return result
 
 
 def _put_multipart(s3, path, bucket, key, *, size, config, extra) -> PutResult:

@@ -29,10 +29,12 @@ def _no_real_aws(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def mocked():
+def mocked(monkeypatch):
     """boto3 clients inside moto's mock_aws, as the tools' injected ``Clients``."""
     from moto import mock_aws
 
+    # mock_aws intercepts botocore in this process; the AWS CRT's native client would go past it.
+    monkeypatch.setenv("FILEJOBS_UPLOADER", "botocore")
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         yield aws.Clients(s3=session.client("s3", config=aws.client_config()),

@@ -2,33 +2,33 @@
 
 ::
 
-    submit(step) ──► upload pool (``concurrency`` threads; at most 2 × concurrency steps held)
-        ──► Batcher (one thread: full batches of ≤ 10 entries and ≤ MaximumMessageSize)
-        ──► sender threads (SendMessageBatch, partial failures retried) ──► journal: sent
+    submit(step) ──► uploads: threads here (upload.py) or upload processes (procs.py)
+        ──► finished(step, outcome), in the thread that learnt it: the job joins a batch (collect.py)
+        ──► full batch ──► sender threads (SendMessageBatch, partial failures retried) ──► journal: sent
 
-A job enters the batcher only after its upload returned, so a message never names an object that
-is not (yet) in S3. Only the batcher ever holds a partial batch; ``senders`` threads send full ones,
-so SQS latency overlaps the uploads.
+A job joins a batch only after its upload returned, so a message never names an object that is
+not (yet) in S3. A batch is cut by the upload that fills it, or when nothing else is in flight
+(or it has waited ``batch_max_linger_s``), so batches stay full (≈1.1 requests per file) and SQS
+latency overlaps the uploads. Per ten files the journal writer and a sender are woken once each.
 """
 
 from __future__ import annotations
 
-import os
 import queue as queue_mod
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .. import aws, message
-from ..batching import MAX_ENTRIES, Batcher, call_batch
+from .. import message
+from ..batching import call_batch
 from ..message import Job
 from ..records import SENT, UPLOADED, JournalRow
-from ..transfer import put_file
+from .collect import BatchCollector
 from .journal import Journal
-from .plan import SEND_ONLY, Step
+from .plan import Step
 from .summary import Tally
+from .upload import SKIPPED, Outcome, Target, UploadThreads, upload_step
 
 #: Attempts at one batch's entries that SQS failed for its own reasons (throttling, 5xx).
 SEND_ATTEMPTS = 6
@@ -40,6 +40,8 @@ class Outgoing:
 
     row: JournalRow
     body: str
+    #: The "uploaded" row is already in the journal (large files: recorded at once).
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,19 @@ class Destination:
     batch_id: str
 
 
+class RunStopped(Exception):
+    """What stopped the run, already in one line (a fatal error seen in an upload process)."""
+
+
 class Pipeline:
     """Acts on the planned steps of one run. ``stop`` (Ctrl-C) ends it early; a fatal error (bucket
-    gone, access denied) ends it and stays in ``fatal`` for the caller to report."""
+    gone, access denied) ends it and stays in ``fatal`` for the caller to report. ``uploads``
+    builds the upload side for the pipeline (``put(step) -> bool``, ``close()``, reporting each
+    step to ``finished``); the default is ``concurrency`` threads in this process."""
 
     def __init__(self, config, dest: Destination, journal: Journal, tally: Tally, *, stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 uploads: Callable[[Pipeline], object] | None = None):
         self.config = config
         self.dest = dest
         self.journal = journal
@@ -67,121 +76,108 @@ class Pipeline:
         self.stop = stop
         self.sleep = sleep
         self.fatal: BaseException | None = None
+        self.target = Target(bucket=config.bucket, input_prefix=config.input_prefix, transfer=config.transfer)
         self._lock = threading.Lock()
-        self._in_pool = 0  # submitted steps not yet handed to the batcher (or dropped)
-        # At most 2 × concurrency steps are held at once: memory stays flat for any directory.
-        self._slots = threading.BoundedSemaphore(config.concurrency * 2)
+        self._in_flight = 0  # submitted steps not finished yet
         senders = max(1, min(8, config.concurrency // 8))
         self._batches: queue_mod.Queue = queue_mod.Queue(maxsize=senders * 2)
-        self._batcher: Batcher[Outgoing] = Batcher(
-            self._batches.put, max_linger_s=config.batch_max_linger_s, more_coming=self._uploads_pending,
-            max_bytes=dest.max_message_bytes, size_of=lambda o: len(o.body), clock=clock,
-            maxsize=MAX_ENTRIES * senders * 4)
-        self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="upload")
-        self._threads = [threading.Thread(target=self._batcher.run, daemon=True, name="batcher")]
-        self._threads += [threading.Thread(target=self._send_loop, daemon=True, name=f"sender-{i}")
-                          for i in range(senders)]
-        for t in self._threads:
+        self._collector: BatchCollector[Outgoing] = BatchCollector(
+            self._cut, max_bytes=dest.max_message_bytes, size_of=lambda o: len(o.body), clock=clock)
+        self._senders = [threading.Thread(target=self._send_loop, args=(i == 0,), daemon=True, name=f"sender-{i}")
+                         for i in range(senders)]
+        for t in self._senders:
             t.start()
+        self.uploads = (uploads or upload_threads)(self)
 
     @property
     def stopping(self) -> bool:
         return self.stop.is_set() or self.fatal is not None
 
     def submit(self, step: Step) -> bool:
-        """Queue ``step`` for upload once a slot is free; False once the run is stopping."""
-        while not self._slots.acquire(timeout=0.2):
-            if self.stopping:
-                return False
+        """Hand ``step`` to the uploads (blocks while enough are waiting); False once the run is stopping."""
         if self.stopping:
-            self._slots.release()
             return False
         with self._lock:
-            self._in_pool += 1
-        self._pool.submit(self._upload, step)
-        return True
+            self._in_flight += 1
+        if self.uploads.put(step):
+            return True
+        with self._lock:
+            self._in_flight -= 1
+        return False
 
     def close(self) -> None:
-        """Finish what was submitted (unless stopping), flush the last batch, stop the threads."""
-        self._pool.shutdown(wait=True, cancel_futures=self.stopping)
-        self._batcher.close()
-        self._threads[0].join()
-        for _ in self._threads[1:]:
+        """Finish what was submitted (unless stopping), send the last batch, stop the threads."""
+        self.uploads.close()
+        self._collector.flush_all()
+        for _ in self._senders:
             self._batches.put(None)
-        for t in self._threads[1:]:
+        for t in self._senders:
             t.join()
 
-    # -- upload ---------------------------------------------------------------------------------
+    def stop_run(self, reason: str) -> None:
+        """Stop the run for a reason already put in one line (an upload process's trouble)."""
+        self.fatal = self.fatal or RunStopped(reason)
 
-    def _uploads_pending(self) -> bool:
-        with self._lock:
-            return self._in_pool > 0
+    # -- an upload finished (called from whichever thread learnt it) ----------------------------
 
-    def _upload(self, step: Step) -> None:
+    def finished(self, step: Step, outcome: Outcome) -> None:
         try:
-            if self.stopping:
-                return
-            f = step.file
-            etag = self._etag_in_s3(step) if step.action == SEND_ONLY else None
-            if etag is None:
-                etag = self._put(step)
-            if etag is None:
-                return
-            c = self.config
-            job = Job(bucket=c.bucket, input_key=message.input_key(c.input_prefix, f.rel),
-                      input_prefix=c.input_prefix, output_prefix=c.output_prefix, batch_id=self.dest.batch_id,
-                      size=f.size, etag=etag)
-            self._batcher.put(Outgoing(self._uploaded_row(step, etag), message.encode(job)))
+            if outcome.etag is not None:
+                self._uploaded(step, outcome)
+            elif outcome.fatal:
+                self.fatal = self.fatal or outcome.error or RunStopped(outcome.reason)
+            elif not outcome.skipped:
+                self.tally.fail(step.file.rel, outcome.reason)
         except Exception as exc:  # noqa: BLE001 - never drop a file silently in a worker thread: stop the run
             self.fatal = self.fatal or exc
         finally:
             with self._lock:
-                self._in_pool -= 1
-            self._slots.release()
+                self._in_flight -= 1
+                idle = self._in_flight == 0
+            if idle:  # nothing in flight could fill the partial batch: send it now
+                self._collector.flush_all()
 
-    def _uploaded_row(self, step: Step, etag: str) -> JournalRow:
-        f = step.file
-        return JournalRow(rel=f.rel, size=f.size, mtime_ns=f.mtime_ns, etag=etag, state=UPLOADED,
-                          batch_id=self.dest.batch_id)
+    def _uploaded(self, step: Step, outcome: Outcome) -> None:
+        f, c = step.file, self.config
+        row = JournalRow(rel=f.rel, size=f.size, mtime_ns=f.mtime_ns, etag=outcome.etag, state=UPLOADED,
+                         batch_id=self.dest.batch_id)
+        # A large file's upload is worth keeping at once (a rerun then only checks it is there); a
+        # small one's row goes in with its batch's, one journal write per ten files.
+        recorded = f.size > c.transfer.in_memory_max
+        if recorded:
+            self.journal.record([row], wait=False)
+        if outcome.put:
+            self.tally.uploaded(f.size)
+        job = Job(bucket=c.bucket, input_key=message.input_key(c.input_prefix, f.rel), input_prefix=c.input_prefix,
+                  output_prefix=c.output_prefix, batch_id=self.dest.batch_id, size=f.size, etag=outcome.etag)
+        self._collector.add(Outgoing(row, message.encode(job), recorded))
 
-    def _etag_in_s3(self, step: Step) -> str | None:
-        """A file uploaded by an interrupted run: reuse the object if S3 still holds that version."""
-        try:
-            head = self.dest.s3.head_object(Bucket=self.config.bucket,
-                                            Key=message.input_key(self.config.input_prefix, step.file.rel))
-        except Exception:  # noqa: BLE001 - any doubt means upload again
-            return None
-        if head.get("ETag") == step.etag and head.get("ContentLength") == step.file.size:
-            return step.etag
-        return None
+    def _cut(self, batch: list[Outgoing]) -> None:
+        self._record_uploaded(batch)
+        self._batches.put(batch)
 
-    def _put(self, step: Step) -> str | None:
-        """Upload the file; its ETag, or None when it failed (named in the tally) or the run must stop."""
-        c, f = self.config, step.file
-        try:
-            result = put_file(self.dest.s3, f.path, c.bucket, message.input_key(c.input_prefix, f.rel),
-                              config=c.transfer, size=f.size)
-            after = os.stat(f.path)
-        except OSError as exc:
-            self.tally.fail(f.rel, f"cannot read: {exc.strerror or exc}")
-            return None
-        except Exception as exc:  # noqa: BLE001 - classified here
-            if aws.is_fatal(exc):
-                self.fatal = self.fatal or exc
-            else:
-                self.tally.fail(f.rel, aws.describe(exc, bucket=c.bucket))
-            return None
-        if after.st_size != f.size or after.st_mtime_ns != f.mtime_ns:
-            self.tally.fail(f.rel, "changed while it was uploaded; rerun to send the new version")
-            return None
-        self.journal.record([self._uploaded_row(step, result.etag)], wait=False)
-        self.tally.uploaded(f.size)
-        return result.etag
+    def _record_uploaded(self, batch: list[Outgoing]) -> None:
+        rows = [o.row for o in batch if not o.recorded]
+        if rows:
+            self.journal.record(rows, wait=False)
 
     # -- send -----------------------------------------------------------------------------------
 
-    def _send_loop(self) -> None:
-        while (batch := self._batches.get()) is not None:
+    def _send_loop(self, lingers: bool) -> None:
+        # One sender also sends a partial batch that waited too long (uploads slower than that).
+        wait_s = self.config.batch_max_linger_s / 4 if lingers else None
+        while True:
+            try:
+                batch = self._batches.get(timeout=wait_s)
+            except queue_mod.Empty:
+                # Sent from here, not queued: with one sender, a full queue would wait for itself.
+                batch = self._collector.take_older(self.config.batch_max_linger_s)
+                if batch:
+                    self._record_uploaded(batch)
+                    self._send(batch)
+                continue
+            if batch is None:
+                return
             if self.fatal is None:
                 self._send(batch)
 
@@ -202,3 +198,12 @@ class Pipeline:
     def _sent(self, sent: list[Outgoing]) -> None:
         self.journal.record([replace(o.row, state=SENT) for o in sent])
         self.tally.sent(len(sent))
+
+
+def upload_threads(pipeline: Pipeline) -> UploadThreads:
+    """The default upload side: ``concurrency`` threads in this process, through transfer.py."""
+
+    def work(step: Step) -> None:
+        pipeline.finished(step, SKIPPED if pipeline.stopping else upload_step(pipeline.dest.s3, pipeline.target, step))
+
+    return UploadThreads(pipeline.config.concurrency, work, stopping=lambda: pipeline.stopping)

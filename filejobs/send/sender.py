@@ -3,9 +3,11 @@
 One run reads ``walk → plan → upload → batch → send → journal``: the walk (walk.py) yields files
 lazily, the plan (plan.py) says per file what the journal allows (skip / send only / upload), and
 the dry run prints those steps while the real run hands them to the pipeline (pipeline.py), which
-uploads, batches and sends them and records each file in the journal (journal.py). The journal is
-a small SQLite file per (directory, bucket, prefixes, queue) in the state folder; it is what makes
-a rerun resume (see README, "Resume"). The batch manifest (manifest.py) is written last.
+uploads them (in its own threads, upload.py; through the AWS CRT, crtuploads.py; or in upload
+processes, procs.py + uploader.py), batches and sends them (collect.py) and records each file in
+the journal (journal.py). The journal is a small SQLite file per (directory, bucket, prefixes,
+queue) in the state folder; it is what makes a rerun resume (see README, "Resume"). The batch
+manifest (manifest.py) is written last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..records import JournalRow, ManifestHeader
 from ..transfer import TransferConfig
 from .journal import Journal, default_state_dir, journal_path
 from .manifest import manifest_lines, upload_lines
-from .pipeline import Destination, Pipeline
+from .pipeline import Destination, Pipeline, RunStopped
+from .procs import LateProcesses
 from .plan import SKIP, UPLOAD, Step, plan_files
 from .summary import SendSummary, Tally
 from .walk import LocalFile, key_problem, walk
@@ -53,6 +56,14 @@ class SendConfig:
     batch_prefix: str = "batches/"
     state_dir: str | None = None
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    #: Upload processes besides this one (procs.py); 1 = upload in this process's threads.
+    processes: int = 1
+    #: They start once this many files were handed to the uploads (the run is large); before, and
+    #: for runs that never get there, this process uploads.
+    processes_after: int = 256
+    #: "crt": single-part uploads through the AWS CRT (the ``crt`` extra, crtuploads.py), in
+    #: this process; "botocore": transfer.py everywhere.
+    uploader: str = "botocore"
     #: A partial batch is sent once no upload is running that could fill it, or after this long.
     #: Waiting keeps batches full (≈1.1 requests per file) even when uploads are slow.
     batch_max_linger_s: float = 1.0
@@ -71,6 +82,7 @@ class Sender:
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.config = config
+        self.clients = clients
         self.s3 = clients.s3
         self.sqs = clients.sqs
         self.log = log
@@ -178,7 +190,8 @@ class Sender:
         batch_id = self._batch_id(journal)
         pipeline = Pipeline(self.config, Destination(s3=self.s3, sqs=self.sqs, queue_url=self.queue_url,
                                                      max_message_bytes=self.max_message_bytes, batch_id=batch_id),
-                            journal, self.tally, stop=self._stop, clock=self.clock, sleep=self.sleep)
+                            journal, self.tally, stop=self._stop, clock=self.clock, sleep=self.sleep,
+                            uploads=self._uploads())
         try:
             for step in self._steps(journal.lookup):
                 if not pipeline.submit(step):
@@ -189,6 +202,8 @@ class Sender:
             self._stop.set()
         finally:
             pipeline.close()
+        if isinstance(pipeline.fatal, RunStopped):
+            raise FatalSendError(str(pipeline.fatal))
         if pipeline.fatal:
             raise FatalSendError(aws.describe(pipeline.fatal, bucket=self.config.bucket, queue=self.config.queue))
         self.summary.interrupted = self._stop.is_set()
@@ -198,6 +213,20 @@ class Sender:
         self.summary.last_batch_id = journal.get_meta("last_batch")
         if self.summary.ok:
             journal.set_meta("open_batch", None)
+
+    def _uploads(self):
+        """How the pipeline uploads: upload processes, the CRT here, or (None) threads here."""
+        c = self.config
+        if c.processes > 1:
+            return lambda pipeline: LateProcesses(pipeline, processes=c.processes, clients=self.clients,
+                                                  start_after=c.processes_after)
+        if c.uploader == "crt":
+            from ..crt import CrtPutter
+            from .crtuploads import CrtUploads
+
+            return lambda pipeline: CrtUploads(pipeline, CrtPutter(self.clients, connections=c.concurrency),
+                                               concurrency=c.concurrency)
+        return None
 
     def _write_manifest(self, journal: Journal, batch_id: str) -> str | None:
         """The batch's files, keys and sizes, as JSON lines in S3, for status checks; its key."""

@@ -1,0 +1,49 @@
+"""Choosing the AWS CRT for uploads, and its errors read the way botocore's are."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from filejobs import aws, crt
+from filejobs.send.crtuploads import choose_uploader
+
+
+def clients(proxies=None):
+    return SimpleNamespace(s3=SimpleNamespace(meta=SimpleNamespace(config=SimpleNamespace(proxies=proxies))))
+
+
+def test_auto_takes_the_crt_only_when_it_is_installed_and_usable(monkeypatch):
+    monkeypatch.setattr(crt, "available", lambda: True)
+    assert choose_uploader("auto", clients(), "my-bucket", {}) == "crt"
+    assert choose_uploader("auto", clients(), "my-bucket", {"HTTPS_PROXY": "http://proxy:3128"}) == "botocore"
+    assert choose_uploader("auto", clients({"https": "http://proxy"}), "my-bucket", {}) == "botocore"
+    assert choose_uploader("auto", clients(), "arn:aws:s3:eu-west-1:1:accesspoint/x", {}) == "botocore"
+    assert choose_uploader("auto", clients(), "fast--usw2-az1--x-s3", {}) == "botocore"
+    assert choose_uploader("botocore", clients(), "my-bucket", {}) == "botocore"
+    monkeypatch.setattr(crt, "available", lambda: False)
+    assert choose_uploader("auto", clients(), "my-bucket", {}) == "botocore"
+
+
+def test_asking_for_the_crt_where_it_cannot_serve_says_why(monkeypatch):
+    monkeypatch.setattr(crt, "available", lambda: False)
+    with pytest.raises(ValueError, match=r"not installed \(pip install 'filejobs\[crt\]'\)"):
+        choose_uploader("crt", clients(), "my-bucket", {})
+    monkeypatch.setattr(crt, "available", lambda: True)
+    with pytest.raises(ValueError, match="a proxy is configured"):
+        choose_uploader("crt", clients(), "my-bucket", {"https_proxy": "http://proxy:3128"})
+
+
+def test_an_s3_error_answer_becomes_a_client_error_the_tools_already_understand():
+    body = b"<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
+    error = crt.client_error(RuntimeError("crt"), 404, body)
+    assert aws.error_code(error) == "NoSuchBucket" and aws.is_fatal(error)
+    assert aws.describe(error, bucket="b-x") == "bucket b-x does not exist"
+    precondition = crt.client_error(RuntimeError("crt"), 412, b"<Error><Code>PreconditionFailed</Code></Error>")
+    assert aws.is_precondition_failed(precondition)
+    assert aws.error_code(crt.client_error(RuntimeError("crt"), 503, b"not xml")) == "503"
+
+
+def test_a_connection_failure_names_the_endpoint():
+    refused = SimpleNamespace(name="AWS_IO_SOCKET_CONNECTION_REFUSED")
+    error = crt.client_error(refused, None, None, endpoint_url="http://127.0.0.1:9")
+    assert aws.describe(error) == "cannot reach the endpoint http://127.0.0.1:9"
