@@ -9,7 +9,16 @@ import sys
 import click
 
 from filejobs import aws
-from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
+from filejobs.clitools import (
+    Command,
+    Fail,
+    aws_options,
+    connect,
+    prefix,
+    version_option,
+)
+from filejobs.command import CommandError
+from filejobs.command import parse as parse_command
 from filejobs.events import EventLog
 from filejobs.message import Allowed
 from filejobs.runner import CommandRunner, HandlerRunner, ProgramError, resolve_program
@@ -20,12 +29,20 @@ Examples:
   getjobs /var/tmp .out my-queue eu-west-1 cp
   getjobs --concurrency 8 --bucket my-bucket --input-prefix input/ --output-prefix output/ \\
       /var/tmp/work .png my-queue eu-west-1 convert -resize 50%
+  getjobs /var/tmp/work .pdf my-queue eu-west-1 pandoc {input} -o {output}
+  getjobs --s3-events --bucket my-bucket --input-prefix input/ --output-prefix output/ \\
+      /var/tmp/work .out my-queue eu-west-1 cp
   getjobs --exit-when-idle 30 --handler mypkg.jobs:thumbnail /tmp/work .jpg my-queue us-east-1
 
 \b
 Options go before WORK_DIR; everything after COMMAND is passed to it. The command runs as
-COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell). A 0 exit with OUTPUT_PATH written (a file, or a
-directory whose files are all uploaded) makes the job done; its output lands at
+COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell), or, when its words name placeholders, as
+written with them replaced inside each word: {input} {output} (local paths), {name} {stem} {ext}
+(of the input's file name), {key} (the input's S3 key), {outdir} (an empty directory whose files are
+all uploaded under the output key); {{ and }} are literal braces. It gets FILEJOBS_INPUT_KEY,
+FILEJOBS_OUTPUT_KEY, FILEJOBS_BUCKET, FILEJOBS_BATCH_ID, FILEJOBS_ATTEMPT and FILEJOBS_MESSAGE_ID in
+its environment. A 0 exit with the output written (a file, or a directory whose files are all
+uploaded) makes the job done; its output lands at
 OUTPUT_PREFIX + the input's path below INPUT_PREFIX + OUTPUT_EXTENSION.
 
 \b
@@ -36,7 +53,10 @@ program (or a --handler that cannot be imported or called) exits 2 before any jo
 \b
 Trust: messages are untrusted. Keys that are absolute or contain a '..' segment are always refused;
 with --bucket/--input-prefix/--output-prefix (recommended in production) the message must also stay
-inside them. Refused messages go to the dead-letter queue without touching S3.
+inside them. Refused messages go to the dead-letter queue without touching S3. With --s3-events,
+S3 event notifications (direct or through SNS) for objects created under --input-prefix are jobs
+too; S3's test event, removals and folder markers are deleted, events for another bucket or prefix
+are refused.
 Every option can also be set by an environment variable (shown as 'env var:'), e.g. for systemd."""
 
 
@@ -56,6 +76,9 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 @click.option("--bucket", default=None, show_envvar=True, help="Only accept jobs for this bucket.")
 @click.option("--input-prefix", default=None, show_envvar=True, help="Only accept inputs under this prefix.")
 @click.option("--output-prefix", default=None, show_envvar=True, help="Only accept outputs under this prefix.")
+@click.option("--s3-events", is_flag=True, show_envvar=True,
+              help="Also take S3 event notifications as jobs (files that land in the bucket on their own); "
+                   "needs --bucket, --input-prefix and --output-prefix.")
 @click.option("--errors-prefix", default="errors/", show_envvar=True,
               help="Where a job's final failure is recorded (exit code, stderr tail).")
 @click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), default=None, show_envvar=True,
@@ -94,9 +117,9 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 @click.option("--metrics", is_flag=True, show_envvar=True,
               help="Also print CloudWatch embedded-metric-format lines on stdout (JobsDone, JobsFailed, JobDuration).")
 def cli(work_dir, output_extension, queue, region, command, endpoint_url, profile, concurrency, handler, bucket,
-        input_prefix, output_prefix, errors_prefix, job_timeout, visibility_timeout, heartbeat, grace, retry_delay,
-        max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, watch_notices, autoscaling_group,
-        lifecycle_hook, log_format, metrics):
+        input_prefix, output_prefix, s3_events, errors_prefix, job_timeout, visibility_timeout, heartbeat, grace,
+        retry_delay, max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, watch_notices,
+        autoscaling_group, lifecycle_hook, log_format, metrics):
     """Process jobs from QUEUE (a name or URL) in REGION: download each input into a private folder
     under WORK_DIR, run COMMAND on it, upload the result, then delete the message.
 
@@ -110,17 +133,14 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
         raise click.UsageError("--lifecycle-hook needs --watch-notices and --autoscaling-group")
     if os.path.exists(work_dir) and not os.path.isdir(work_dir):
         raise click.BadParameter("not a directory", param_hint="WORK_DIR")
-    try:
-        runner = HandlerRunner(handler) if handler else CommandRunner(
-            (resolve_program(command[0], start_dir=os.getcwd(), search_path=os.environ.get("PATH")), *command[1:]))
-    except ProgramError as exc:
-        raise click.BadParameter(str(exc), param_hint="COMMAND") from None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--handler") from None
+    if s3_events and None in (bucket, input_prefix, output_prefix):
+        raise click.UsageError("--s3-events needs --bucket, --input-prefix and --output-prefix "
+                               "(event messages name no prefixes)")
+    runner = _runner(handler, command)
     config = WorkerConfig(
         work_dir=os.path.abspath(work_dir), extension=output_extension, queue=queue,
         allowed=Allowed(bucket=bucket, input_prefix=None if input_prefix is None else prefix(input_prefix),
-                        output_prefix=None if output_prefix is None else prefix(output_prefix)),
+                        output_prefix=None if output_prefix is None else prefix(output_prefix), s3_events=s3_events),
         concurrency=concurrency, job_timeout_s=job_timeout, visibility_timeout_s=visibility_timeout,
         heartbeat_s=heartbeat, grace_s=grace, exit_when_idle_s=exit_when_idle, max_jobs=max_jobs,
         wait_time_s=wait_time, retry_base_s=retry_delay, retry_max_s=max_retry_delay,
@@ -158,6 +178,21 @@ def ec2_parts(clients, *, log, protect: bool, watch: bool, group: str | None, ho
     return {"protector": protector,
             "notices": ec2.NoticeWatcher(ec2.Imds(), drain_timeout_s=drain_timeout_s) if watch else None,
             "lifecycle": ec2.LifecycleAction(autoscaling, group, hook, instance) if hook else None}
+
+
+def _runner(handler: str | None, command: tuple[str, ...]):
+    """The runner, with the command line parsed once at start-up: a bad template never reaches a job."""
+    if handler:
+        try:
+            return HandlerRunner(handler)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--handler") from None
+    try:
+        parse_command(command)  # a bad template is reported before a missing program
+        program = resolve_program(command[0], start_dir=os.getcwd(), search_path=os.environ.get("PATH"))
+        return CommandRunner(parse_command((program, *command[1:])))
+    except (CommandError, ProgramError) as exc:
+        raise click.BadParameter(str(exc), param_hint="COMMAND") from None
 
 
 def main():  # console_scripts entry point

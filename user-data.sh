@@ -31,13 +31,15 @@ GRACE_SECONDS="120"
 GROUP="filejobs-workers"
 LIFECYCLE_HOOK="filejobs-drain"
 LOG_GROUP="/filejobs/filejobs"
+S3_EVENTS="false"
 # ---- END CONFIGURATION ----
-# QUEUE is the queue's URL. COMMAND is split on spaces (no shell quoting): ship a wrapper script for
-# anything more complex. PACKAGES: dnf package names, space-separated (e.g. "ImageMagick").
+# QUEUE is the queue's URL. COMMAND is split on spaces (no shell quoting); it may name placeholders
+# (e.g. "pandoc {input} -o {output}", see getjobs --help). PACKAGES: dnf package names, space-separated.
 # SETUP_SCRIPT_KEY: optional script under code/ in the bucket, run as root before the worker starts.
 # SLOTS: jobs per instance at once. JOB_TIMEOUT 0 = no limit. GRACE_SECONDS: on stop, running jobs get
 # this long to finish before their messages are released. GROUP/LIFECYCLE_HOOK: the Auto Scaling group
 # and its termination hook (empty: not in a group). LOG_GROUP empty: logs stay on the instance.
+# S3_EVENTS "true": the bucket sends S3 event notifications to the queue; the worker takes them as jobs.
 
 PYTHON=python3.12
 METRICS_NAMESPACE=filejobs
@@ -170,6 +172,9 @@ write_env_file() {
             echo "GETJOBS_JOB_TIMEOUT=\"$JOB_TIMEOUT\""
         fi
         echo "GETJOBS_GRACE=\"$GRACE_SECONDS\""
+        if [ "$S3_EVENTS" = "true" ]; then
+            echo "GETJOBS_S3_EVENTS=\"true\""
+        fi
         if [ -n "$GROUP" ]; then
             echo "GETJOBS_PROTECT_INSTANCE=\"true\""
             echo "GETJOBS_AUTOSCALING_GROUP=\"$GROUP\""

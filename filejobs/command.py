@@ -10,13 +10,18 @@ parallel's ``{}`` and AWS Batch's ``Ref::`` parameters. Rules:
 * ``{{`` and ``}}`` stand for literal braces; any other brace is literal as well (``awk '{print $1}'``
   and ``find -exec ... {} +`` keep working), but ``{word}`` with an unknown word is refused at start-up
   so a typo never reaches a job;
-* without any placeholder the command keeps the original form ``COMMAND [ARGS...] INPUT OUTPUT``;
+* without any placeholder the command keeps the original form ``COMMAND [ARGS...] INPUT OUTPUT``
+  byte for byte (``{{`` included: escapes only exist in a command that has placeholders, so a
+  literal ``{word}`` is written ``{{word}}`` in a command that names ``{input}`` and ``{output}``);
 * the program itself (the first word) cannot be a placeholder: a job never runs its input.
 
 Names: ``input``/``output`` (local paths), ``name`` (the input's file name), ``stem`` (the name
 without its last extension), ``ext`` (that extension, with its dot, or empty), ``key`` (the input's
 S3 key), ``outdir`` (a private empty directory; every file the command writes there is uploaded
-under the output key).
+under the output key). ``name``, ``stem`` and ``ext`` come from the key as they are, so they may
+begin with ``-``: ``{input}`` and ``{output}`` are absolute paths and never look like options.
+
+The command's environment also names the job (``JobContext.environ``).
 """
 
 from __future__ import annotations
@@ -85,8 +90,12 @@ def _parse_arg(arg: str) -> tuple[str | tuple[str], ...]:
             continue
         name = m.group(1)
         if name not in PLACEHOLDERS:
+            # {{ is only an escape in a templated command (the original form is kept byte for byte),
+            # so the advice names what makes it one.
             raise CommandError(f"unknown placeholder {token} in {arg!r} (known: "
-                               + ", ".join("{" + n + "}" for n in PLACEHOLDERS) + "; write {{ and }} for braces)")
+                               + ", ".join("{" + n + "}" for n in PLACEHOLDERS)
+                               + "; for literal braces write {{ and }} in a command that names {input} and "
+                                 "{output})")
         if literal:
             pieces.append("".join(literal))
             literal = []
@@ -107,3 +116,21 @@ def values_for(*, input_path: str, output_path: str, key: str) -> dict[str, str]
         ext = "." + ext
     return {"input": input_path, "output": output_path, "outdir": output_path, "name": name, "stem": stem,
             "ext": ext, "key": key}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a command is told about its job, in its environment (and ``{key}``)."""
+
+    bucket: str
+    input_key: str
+    output_key: str
+    batch_id: str | None
+    attempt: int
+    message_id: str
+
+    def environ(self) -> dict[str, str]:
+        """``FILEJOBS_*`` variables; an empty ``FILEJOBS_BATCH_ID`` when the message had none."""
+        return {"FILEJOBS_BUCKET": self.bucket, "FILEJOBS_INPUT_KEY": self.input_key,
+                "FILEJOBS_OUTPUT_KEY": self.output_key, "FILEJOBS_BATCH_ID": self.batch_id or "",
+                "FILEJOBS_ATTEMPT": str(self.attempt), "FILEJOBS_MESSAGE_ID": self.message_id}

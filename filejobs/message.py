@@ -76,7 +76,7 @@ _OPTIONAL = {
 
 def encode(job: Job) -> str:
     """The message body for ``job`` (compact, ASCII-only JSON)."""
-    _check_job(job)
+    check_job(job)
     data = {"v": SCHEMA_VERSION}
     data.update({k: v for k, v in asdict(job).items() if k != "legacy"})
     return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
@@ -84,10 +84,19 @@ def encode(job: Job) -> str:
 
 def decode(body: str) -> Job:
     """Parse and validate a message body; raise ``MessageError`` with a one-line reason."""
+    return from_data(loads(body))
+
+
+def loads(body: str):
+    """The JSON value of a message body; ``MessageError`` if it is not JSON."""
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (ValueError, TypeError) as exc:
         raise MessageError(f"body is not JSON ({exc.__class__.__name__})") from None
+
+
+def from_data(data) -> Job:
+    """The job a decoded JSON body describes (version 1 or the legacy list), validated."""
     if isinstance(data, list):
         return _decode_legacy(data)
     if not isinstance(data, dict):
@@ -106,7 +115,7 @@ def decode(body: str) -> Job:
         if data.get(name) is not None:
             values[name] = _typed(data, name, kind)
     job = Job(**values)
-    _check_job(job)
+    check_job(job)
     return job
 
 
@@ -126,11 +135,12 @@ def _decode_legacy(data: list) -> Job:
     _, bucket, input_prefix, output_prefix, file_name = data
     job = Job(bucket=bucket, input_key=input_prefix + file_name, input_prefix=input_prefix,
               output_prefix=output_prefix, legacy=True)
-    _check_job(job)
+    check_job(job)
     return job
 
 
-def _check_job(job: Job) -> None:
+def check_job(job: Job) -> None:
+    """Refuse a job no well-formed message has (see ``check_key`` and the naming rules)."""
     if not _BUCKET_RE.match(job.bucket):
         raise MessageError(f"invalid bucket name {printable(job.bucket)}")
     if not job.input_key.startswith(job.input_prefix):
@@ -184,11 +194,14 @@ def check_key(key: str, *, label: str = "key") -> None:
 
 @dataclass(frozen=True)
 class Allowed:
-    """What a worker was configured to touch; ``None`` means "take it from the message"."""
+    """What a worker was configured to touch; ``None`` means "take it from the message".
+    ``s3_events``: S3 event notifications are jobs too (``intake.py``); they carry no prefixes, so
+    this needs all three of the others."""
 
     bucket: str | None = None
     input_prefix: str | None = None
     output_prefix: str | None = None
+    s3_events: bool = False
 
 
 def authorize(job: Job, allowed: Allowed) -> None:

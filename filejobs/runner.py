@@ -1,7 +1,8 @@
 """How a job's work is done: an external command (no shell) or an in-process Python function.
 
 Both are injected into the worker, so tests can swap them. A runner never raises for a job's
-own failure; it returns a ``RunResult`` saying what happened.
+own failure; it returns a ``RunResult`` saying what happened. ``context`` names the job (its keys,
+batch, attempt, message): a command gets it in its environment and in its placeholders.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from .command import CommandLine, JobContext, parse, values_for
 
 #: Seconds between SIGTERM and SIGKILL when a job is stopped.
 KILL_AFTER_S = 5.0
@@ -67,23 +70,29 @@ def resolve_program(name: str, *, start_dir: str, search_path: str | None) -> st
 
 
 class CommandRunner:
-    """Runs ``argv + [input_path, output_path]`` with no shell, in its own process group, so a
-    timeout or a shutdown can stop the command *and* everything it started."""
+    """Runs one job's command line (``command.py``: the original ``COMMAND [ARGS...] INPUT OUTPUT`` or
+    a template) with no shell, in its own process group, so a timeout or a shutdown can stop the
+    command *and* everything it started. ``command`` is a parsed ``CommandLine`` or an argv list
+    (parsed here; ``CommandError`` is a ``ValueError``)."""
 
-    def __init__(self, argv: tuple[str, ...] | list[str]):
-        if not argv:
-            raise ValueError("empty command")
-        self.argv = list(argv)
+    def __init__(self, command: CommandLine | tuple[str, ...] | list[str]):
+        self.line = command if isinstance(command, CommandLine) else parse(list(command))
+        self.argv = list(self.line.argv)
 
     def describe(self) -> str:
         return " ".join(self.argv)
 
     def run(self, input_path: str, output_path: str, *, cwd: str, timeout_s: float | None,
-            cancel: threading.Event) -> RunResult:
+            cancel: threading.Event, context: JobContext | None = None) -> RunResult:
+        key = context.input_key if context else os.path.basename(input_path)
+        argv = self.line.render(values_for(input_path=input_path, output_path=output_path, key=key))
+        if self.line.output_is_dir:
+            os.mkdir(output_path, 0o700)  # {outdir}: private and empty; the worker uploads what lands in it
+        env = None if context is None else {**os.environ, **context.environ()}
         stderr_path = os.path.join(cwd, ".stderr")
         try:
             with open(stderr_path, "wb") as err, open(os.devnull, "rb") as devnull:
-                proc = subprocess.Popen(self.argv + [input_path, output_path], cwd=cwd, stdin=devnull,
+                proc = subprocess.Popen(argv, cwd=cwd, stdin=devnull, env=env,
                                         stdout=err, stderr=err, start_new_session=True, close_fds=True)
         except FileNotFoundError:
             return RunResult(False, reason=f"command not found: {self.argv[0]}")
@@ -149,7 +158,8 @@ def _tail(path: str, lines: int = STDERR_TAIL_LINES, max_bytes: int = 4096) -> s
 class HandlerRunner:
     """Calls ``function(input_path, output_path)`` in the worker's thread. Exceptions are job
     failures. A Python function cannot be killed from outside, so ``--job-timeout`` does not
-    apply to handlers (documented); shutdown waits for them within the grace period."""
+    apply to handlers (documented); shutdown waits for them within the grace period. The function
+    keeps its two-argument signature: ``context`` is not passed on (threads share one environment)."""
 
     def __init__(self, spec: str):
         module_name, _, attr = spec.partition(":")
@@ -173,7 +183,7 @@ class HandlerRunner:
         return self.spec
 
     def run(self, input_path: str, output_path: str, *, cwd: str, timeout_s: float | None,
-            cancel: threading.Event) -> RunResult:
+            cancel: threading.Event, context: JobContext | None = None) -> RunResult:
         try:
             self.fn(input_path, output_path)
         except Exception as exc:  # noqa: BLE001 - a handler's failure is a job failure

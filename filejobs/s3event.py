@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from .message import printable
+
 CREATED_PREFIX = "ObjectCreated:"
 
 
@@ -99,16 +101,22 @@ def _record(record, index: int) -> ObjectEvent | str:
         raise EventError(f"record {index} lacks the bucket name or the object key") from None
     if not isinstance(bucket, str) or not isinstance(raw_key, str):
         raise EventError(f"record {index} has a non-string bucket or key")
-    key = unquote_plus(raw_key)
+    try:
+        # errors="strict": a %-sequence that is not UTF-8 names no key S3 could have stored.
+        key = unquote_plus(raw_key, errors="strict")
+    except UnicodeDecodeError:
+        raise EventError(f"record {index} has a key that is not UTF-8 once decoded") from None
     if not name.startswith(CREATED_PREFIX):
-        return f"{name} for {key!r} (only ObjectCreated events start jobs)"
+        return f"{name} for {printable(key)} (only ObjectCreated events start jobs)"
     size = obj.get("size")
     if size is not None and (type(size) is not int or size < 0):
         raise EventError(f"record {index} has an invalid object size")
     if key.endswith("/") and not size:
-        return f"{key!r} is a folder marker"
-    etag = obj.get("eTag")
+        return f"{printable(key)} is a folder marker"
+    etag, version_id, sequencer = (obj.get(k) or None for k in ("eTag", "versionId", "sequencer"))
+    if not all(v is None or isinstance(v, str) for v in (etag, version_id, sequencer)):
+        raise EventError(f"record {index} has a non-string eTag, versionId or sequencer")
     return ObjectEvent(bucket=bucket, key=key, size=size,
-                       etag=f'"{etag}"' if isinstance(etag, str) and etag and not etag.startswith('"') else etag,
-                       version_id=obj.get("versionId") or None, sequencer=obj.get("sequencer"), event_name=name)
+                       etag=f'"{etag}"' if etag and not etag.startswith('"') else etag,
+                       version_id=version_id, sequencer=sequencer, event_name=name)
 

@@ -18,7 +18,7 @@ from testing.helpers import ROOT
 TEMPLATE = os.path.join(ROOT, "filejobs", "infra", "stack.yaml")
 USER_DATA = os.path.join(ROOT, "user-data.sh")
 BEGIN, END = "# ---- BEGIN CONFIGURATION ----\n", "# ---- END CONFIGURATION ----\n"
-CONFIG_LINE = re.compile(r'^([A-Z_]+)="([^"$`\\]*)"$')
+CONFIG_LINE = re.compile(r'^([A-Z][A-Z0-9_]*)="([^"$`\\]*)"$')
 
 #: What the template puts in each configuration variable (Fn::Sub syntax; a constant where the
 #: template has no parameter for it).
@@ -28,7 +28,7 @@ TEMPLATE_VALUES = {
     "SETUP_SCRIPT_KEY": "${SetupScriptKey}", "PACKAGES": "${Packages}", "OUTPUT_EXTENSION": "${OutputExtension}",
     "COMMAND": "${Command}", "SLOTS": "${SlotsPerInstance}", "JOB_TIMEOUT": "${JobTimeout}",
     "GRACE_SECONDS": "${GraceSeconds}", "GROUP": "${AWS::StackName}-workers", "LIFECYCLE_HOOK": "filejobs-drain",
-    "LOG_GROUP": "${WorkerLogGroup}",
+    "LOG_GROUP": "${WorkerLogGroup}", "S3_EVENTS": "${S3EventNotifications}",
 }
 _INDENT = " " * 16  # the items of the Fn::Join list under LaunchTemplateData.UserData
 

@@ -1,5 +1,10 @@
-"""One message's job: decode -> download -> run -> upload, in a private folder. Makes no SQS
-call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
+"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder. Makes no
+SQS call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
+
+What a body asks for is ``intake.read``'s decision (pure); here each job is only done. A message
+with several jobs (an S3 event may batch records) settles once: done when every job is done,
+duplicate or stale; if one fails, the message is released and its redelivery skips the jobs that are
+done (their outputs exist for the same input version).
 
 Outputs are written create-only (``If-None-Match: *``) with the input's ETag as metadata, so a
 duplicate delivery's write is a no-op and a redelivery can see that the job was already done:
@@ -8,22 +13,33 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import tempfile
 import time
 from typing import Callable
 
-from .. import aws, message
+from .. import aws, intake, message
+from ..command import JobContext
 from ..events import EventLog
-from ..message import Job, MessageError
+from ..intake import Ask
+from ..message import Job
 from ..transfer import get_to_file, put_file
 from .config import WorkerConfig
 from .inflight import Inflight, Lease
-from .outcome import Outcome
+from .outcome import Kind, Outcome
 
 META_INPUT_ETAG = "filejobs-input-etag"
 META_BATCH = "filejobs-batch"
+#: Rounds of "the output changed while we replaced it" before the job fails and is retried.
+REPLACE_ROUNDS = 3
+
+
+class Write(enum.Enum):
+    WRITTEN = "written"
+    DUPLICATE = "duplicate"  # the same input version's output was already there
+    STALE = "stale"  # the output belongs to a newer input version: left alone
 
 
 class Handler:
@@ -37,36 +53,51 @@ class Handler:
         self.clock = clock
 
     def handle(self, lease: Lease) -> Outcome:
-        """What became of ``lease``'s job; never raises (an unexpected error is a failure)."""
-        try:
-            job = message.decode(lease.body)
-            message.authorize(job, self.c.allowed)
-            output_key = job.output_key(self.c.extension)
-            message.check_key(output_key, label="output key")
-        except MessageError as exc:
-            return Outcome.rejected(str(exc))
-        lease.job = job
+        """What became of ``lease``'s jobs; never raises (an unexpected error is a failure)."""
+        request = intake.read(lease.body, allowed=self.c.allowed, extension=self.c.extension)
+        if request.ask is Ask.REJECTED:
+            return Outcome.rejected(request.reason)
+        if request.ask is Ask.NOTHING:
+            return Outcome.ignored(request.reason)
+        lease.job = request.jobs[0]
+        if lease.cancel.is_set():
+            return Outcome.cancelled()
+        if request.reason:
+            self.log("ignored", message_id=lease.message_id, reason=request.reason)
+        started = self.clock()
+        ends: list[tuple[Job, Outcome]] = []
+        for n, job in enumerate(request.jobs, 1):
+            lease.job = job
+            outcome = self._guarded(job, lease, last=n == len(request.jobs))
+            if outcome.kind is Kind.CANCELLED:
+                return outcome.timed(self.clock() - started)
+            if len(request.jobs) > 1:
+                self.log("record", key=job.input_key, result=outcome.kind.value, output=outcome.output,
+                         reason=outcome.reason or None)
+            ends.append((job, outcome))
+        lease.job, outcome = combine(ends)
+        return outcome.timed(self.clock() - started)
+
+    def _guarded(self, job: Job, lease: Lease, *, last: bool) -> Outcome:
         if lease.cancel.is_set():
             return Outcome.cancelled()
         self.log("received", key=job.input_key, attempt=lease.attempt, batch=job.batch_id)
-        started = self.clock()
         try:
-            outcome = self._run(job, output_key, lease)
+            return self._run(job, job.output_key(self.c.extension), lease, last=last)
         except Exception as exc:  # noqa: BLE001 - a job never takes the worker down
             self.log("error", during="job", error=aws.describe(exc))
-            outcome = Outcome.failed(f"internal error: {aws.describe(exc)}")
-        return outcome.timed(self.clock() - started)
+            return Outcome.failed(f"internal error: {aws.describe(exc)}")
 
-    def _run(self, job: Job, output_key: str, lease: Lease) -> Outcome:
+    def _run(self, job: Job, output_key: str, lease: Lease, *, last: bool) -> Outcome:
         if lease.attempt > 1 and self._already_done(job, output_key):
             return Outcome.duplicate("output exists for this input version")
         job_dir = tempfile.mkdtemp(prefix=f"job-{os.getpid()}-", dir=self.c.work_dir)  # mode 0700
         try:
-            return self._in_folder(job, output_key, lease, job_dir)
+            return self._in_folder(job, output_key, lease, job_dir, last=last)
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
 
-    def _in_folder(self, job: Job, output_key: str, lease: Lease, job_dir: str) -> Outcome:
+    def _in_folder(self, job: Job, output_key: str, lease: Lease, job_dir: str, *, last: bool) -> Outcome:
         in_dir, out_dir = os.path.join(job_dir, "in"), os.path.join(job_dir, "out")
         os.mkdir(in_dir)
         os.mkdir(out_dir)
@@ -76,27 +107,30 @@ class Handler:
         if isinstance(fetched, Outcome):
             return fetched
         self.log("started", key=job.input_key, attempt=lease.attempt)
+        context = JobContext(bucket=job.bucket, input_key=job.input_key, output_key=output_key,
+                             batch_id=job.batch_id, attempt=lease.attempt, message_id=lease.message_id)
         result = self.runner.run(input_path, output_path, cwd=job_dir, timeout_s=self.c.job_timeout_s,
-                                 cancel=lease.cancel)
-        self.inflight.free_slot(lease)  # the upload goes on beside the next job
+                                 cancel=lease.cancel, context=context)
+        if last:
+            self.inflight.free_slot(lease)  # the upload goes on beside the next job
         if result.cancelled or (lease.cancel.is_set() and not result.ok):
             return Outcome.cancelled()
         if not result.ok:
             return Outcome.failed(result.reason, exit_code=result.exit_code, stderr_tail=result.stderr_tail)
-        if not os.path.lexists(output_path):
-            return Outcome.failed("the command exited 0 but wrote no output", exit_code=0,
-                                  stderr_tail=result.stderr_tail)
-        if os.path.islink(output_path):
-            return Outcome.failed("the output is a symlink; refusing to follow it")
+        problem = _output_problem(output_path)
+        if problem:
+            return Outcome.failed(problem, exit_code=0, stderr_tail=result.stderr_tail)
         metadata = {META_INPUT_ETAG: (job.etag or fetched.get("ETag") or "").strip('"')}
         if job.batch_id:
             metadata[META_BATCH] = job.batch_id
         try:
-            written = self._upload(job.bucket, output_key, output_path, metadata)
+            written = self._upload(job, output_key, output_path, metadata)
         except Exception as exc:  # noqa: BLE001
             return Outcome.failed(f"upload failed: {aws.describe(exc)}")
-        if not written:
+        if written is Write.DUPLICATE:
             return Outcome.duplicate("a duplicate delivery wrote it first", output=output_key)
+        if written is Write.STALE:
+            return Outcome.stale("a newer version of the input replaced it; its output is kept")
         return Outcome.done(output_key)
 
     def _download(self, job: Job, input_path: str) -> dict | Outcome:
@@ -120,39 +154,59 @@ class Handler:
 
     # ------------------------------------------------------------------ outputs
 
-    def _upload(self, bucket: str, output_key: str, output_path: str, metadata: dict) -> bool:
-        """Upload a file, or every file of a directory under ``output_key/``; False when every
-        write found the same input version's output already there (a duplicate delivery)."""
+    def _upload(self, job: Job, output_key: str, output_path: str, metadata: dict) -> Write:
+        """Upload a file, or every file of a directory under ``output_key/``. DUPLICATE when every
+        write found the same input version's output already there; STALE as soon as one found the
+        output of a newer input version (nothing more is written then)."""
         if not os.path.isdir(output_path):
-            return self._put_once(bucket, output_key, output_path, metadata)
+            return self._put_once(job, output_key, output_path, metadata)
         written = []
-        for root, dirs, files in os.walk(output_path):
-            dirs.sort()
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                if os.path.islink(path):
-                    continue
-                key = f"{output_key}/{os.path.relpath(path, output_path).replace(os.sep, '/')}"
-                message.check_key(key, label="output key")
-                written.append(self._put_once(bucket, key, path, metadata))
-        if not written:
-            raise IOError("the command wrote an empty output directory")
-        return any(written)
+        for key, path in _directory_files(output_key, output_path):
+            message.check_key(key, label="output key")
+            outcome = self._put_once(job, key, path, metadata)
+            if outcome is Write.STALE:
+                return outcome
+            written.append(outcome)
+        return Write.WRITTEN if Write.WRITTEN in written else Write.DUPLICATE
 
-    def _put_once(self, bucket: str, key: str, path: str, metadata: dict) -> bool:
+    def _put_once(self, job: Job, key: str, path: str, metadata: dict) -> Write:
+        """Create ``key``; if it exists, replace it only with the output of the input's *current*
+        version. Two jobs for two versions of one input can finish in any order: the older one,
+        finishing last, must not overwrite the newer one's output (it is stale, and skipped)."""
+        mine = metadata[META_INPUT_ETAG]
         try:
-            put_file(self.s3, path, bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True)
-            return True
+            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True)
+            return Write.WRITTEN
         except Exception as exc:  # noqa: BLE001
             if not aws.is_precondition_failed(exc):
                 raise
-        # The key exists: the same input version means a duplicate; an older one is replaced,
-        # but only if it is still the object we looked at (If-Match).
-        head = self.s3.head_object(Bucket=bucket, Key=key)
-        if head.get("Metadata", {}).get(META_INPUT_ETAG) == metadata[META_INPUT_ETAG]:
+        for _ in range(REPLACE_ROUNDS):
+            head = self.s3.head_object(Bucket=job.bucket, Key=key)
+            if head.get("Metadata", {}).get(META_INPUT_ETAG) == mine:
+                return Write.DUPLICATE
+            if not self._input_is_current(job, mine):
+                return Write.STALE
+            try:
+                # If-Match: only the output we looked at; a newer job's write in between wins.
+                put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata,
+                         if_match=head["ETag"])
+                return Write.WRITTEN
+            except Exception as exc:  # noqa: BLE001
+                if not aws.is_precondition_failed(exc):
+                    raise
+        raise IOError(f"the output {message.printable(key)} kept changing while it was being replaced")
+
+    def _input_is_current(self, job: Job, etag: str) -> bool:
+        """Is this job's input version still the input's current one? A deleted input is not."""
+        try:
+            head = self.s3.head_object(Bucket=job.bucket, Key=job.input_key)
+        except Exception as exc:  # noqa: BLE001
+            if aws.is_not_found(exc):
+                return False
+            raise
+        if job.version_id and head.get("VersionId") and head["VersionId"] != job.version_id:
             return False
-        put_file(self.s3, path, bucket, key, config=self.c.transfer, metadata=metadata, if_match=head["ETag"])
-        return True
+        return head.get("ETag", "").strip('"') == etag
 
     def _already_done(self, job: Job, output_key: str) -> bool:
         """On a redelivery only: does an output for this very input version exist?"""
@@ -172,6 +226,41 @@ class Handler:
             return head.get("Metadata", {}).get(META_INPUT_ETAG) == want
         except Exception:  # noqa: BLE001 - when in doubt, run the job (outputs are create-only)
             return False
+
+
+def combine(ends: list[tuple[Job, Outcome]]) -> tuple[Job, Outcome]:
+    """One message's outcome from its jobs' (in order), and the job it is about: the first failure
+    if any (its message is retried; the done ones are duplicates then), else done if one was."""
+    failed = [(job, o) for job, o in ends if o.kind is Kind.FAILED]
+    if failed:
+        job, first = failed[0]
+        if len(ends) == 1:
+            return job, first
+        why = f"{len(failed)} of {len(ends)} jobs failed, first {message.printable(job.input_key)}: {first.reason}"
+        return job, Outcome.failed(why, exit_code=first.exit_code, stderr_tail=first.stderr_tail)
+    done = [(job, o) for job, o in ends if o.kind is Kind.DONE]
+    return done[0] if done else ends[0]
+
+
+def _output_problem(output_path: str) -> str | None:
+    """Why a command that exited 0 left nothing to upload, if it did."""
+    if not os.path.lexists(output_path):
+        return "the command exited 0 but wrote no output"
+    if os.path.islink(output_path):
+        return "the output is a symlink; refusing to follow it"
+    if os.path.isdir(output_path) and not any(True for _ in _directory_files("", output_path)):
+        return "the command wrote no file in its output directory"
+    return None
+
+
+def _directory_files(output_key: str, folder: str):
+    """(key, path) of each regular file below ``folder`` (symlinks are never followed), sorted."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                yield f"{output_key}/{os.path.relpath(path, folder).replace(os.sep, '/')}", path
 
 
 def remove_stale_job_dirs(work_dir: str, log: EventLog) -> None:

@@ -13,6 +13,8 @@ class Kind(enum.Enum):
     DUPLICATE = "duplicate"
     #: The input changed after the job was sent; the newer upload has a job of its own: delete.
     STALE = "stale"
+    #: The message asks for nothing (an S3 test event, a removal, a folder marker): delete.
+    IGNORED = "ignored"
     #: The job failed and may succeed later: release with backoff, or dead-letter on the last try.
     FAILED = "failed"
     #: The message can never succeed (malformed, forged): to the dead-letter queue at once.
@@ -22,7 +24,7 @@ class Kind(enum.Enum):
 
 
 #: The ends after which the message is deleted.
-DELETED = frozenset({Kind.DONE, Kind.DUPLICATE, Kind.STALE})
+DELETED = frozenset({Kind.DONE, Kind.DUPLICATE, Kind.STALE, Kind.IGNORED})
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class Outcome:
     @classmethod
     def stale(cls, reason: str = "input changed since the job was sent") -> Outcome:
         return cls(Kind.STALE, reason=reason)
+
+    @classmethod
+    def ignored(cls, reason: str) -> Outcome:
+        return cls(Kind.IGNORED, reason=reason)
 
     @classmethod
     def failed(cls, reason: str, *, exit_code: int | None = None, stderr_tail: str = "") -> Outcome:

@@ -51,7 +51,7 @@ class Recording:
     def describe(self):
         return "recording"
 
-    def run(self, input_path, output_path, *, cwd, timeout_s, cancel):
+    def run(self, input_path, output_path, *, cwd, timeout_s, cancel, context=None):
         with self.lock:
             self.calls.append(input_path)
         try:

@@ -51,7 +51,7 @@ class Jobs:
     def describe(self):
         return "jobs"
 
-    def run(self, input_path, output_path, *, cwd, timeout_s, cancel):
+    def run(self, input_path, output_path, *, cwd, timeout_s, cancel, context=None):
         with self.lock:
             self.started.append(input_path.rsplit("/", 1)[-1])
             self.running += 1

@@ -66,7 +66,7 @@ class Failing:
     def describe(self):
         return "failing"
 
-    def run(self, input_path, output_path, *, cwd, timeout_s, cancel):
+    def run(self, input_path, output_path, *, cwd, timeout_s, cancel, context=None):
         self.runs += 1
         return RunResult(False, exit_code=3, reason="exit code 3", stderr_tail="boom")
 
@@ -145,7 +145,7 @@ class _Copying:
     def describe(self):
         return "cp"
 
-    def run(self, input_path, output_path, *, cwd, timeout_s, cancel):
+    def run(self, input_path, output_path, *, cwd, timeout_s, cancel, context=None):
         with open(input_path, "rb") as src, open(output_path, "wb") as dst:
             dst.write(src.read())
         return RunResult(True, exit_code=0)

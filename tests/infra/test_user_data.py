@@ -86,14 +86,15 @@ def test_template_fills_the_configuration_from_its_parameters(template):
               "OutputExtension": ".png", "SlotsPerInstance": "4", "GraceSeconds": "300", "JobTimeout": "600",
               "CodeKey": "code/filejobs-2.0.0-wheelhouse.tar.gz", "InputPrefix": "in/", "OutputPrefix": "out/",
               "Packages": "ImageMagick ghostscript", "SetupScriptKey": "code/setup.sh", "AWS::StackName": "fj",
-              "WorkerLogGroup": "/filejobs/fj"}
+              "WorkerLogGroup": "/filejobs/fj", "S3EventNotifications": "true"}
     _, pairs, _ = ud.split_config(render(template, values))
     assert dict(pairs) == {
         "BUCKET": "bucket-x", "QUEUE": values["Queue"], "REGION": "us-east-1", "INPUT_PREFIX": "in/",
         "OUTPUT_PREFIX": "out/", "ERRORS_PREFIX": "errors/", "CODE_KEY": values["CodeKey"],
         "SETUP_SCRIPT_KEY": "code/setup.sh", "PACKAGES": "ImageMagick ghostscript", "OUTPUT_EXTENSION": ".png",
         "COMMAND": "convert -resize 50%", "SLOTS": "4", "JOB_TIMEOUT": "600", "GRACE_SECONDS": "300",
-        "GROUP": "fj-workers", "LIFECYCLE_HOOK": "filejobs-drain", "LOG_GROUP": "/filejobs/fj"}
+        "GROUP": "fj-workers", "LIFECYCLE_HOOK": "filejobs-drain", "LOG_GROUP": "/filejobs/fj", "S3_EVENTS": "true"}
+    assert dict(ud.split_config(render(template, {"Bucket": "b-1", "Queue": "https://q"}))[1])["S3_EVENTS"] == "false"
     group = template["Resources"]["WorkerGroup"]["Properties"]
     assert group["LifecycleHookSpecificationList"][0]["LifecycleHookName"] == "filejobs-drain"
     assert Resolver(template, values).resolve(group["AutoScalingGroupName"]) == "fj-workers"
@@ -205,6 +206,20 @@ def test_the_proposed_settings_are_the_only_unknown_ones(tmp_path):
     env, _ = _write_settings(tmp_path)
     known = {f"GETJOBS_{p.name.upper()}" for p in getjobs.cli.params if isinstance(p, click.Option)}
     assert {k for k in env if k.startswith("GETJOBS_")} - known <= set(PROPOSED)
+
+
+def test_s3_events_and_a_command_template_in_user_data_reach_getjobs(tmp_path, monkeypatch):
+    import getjobs
+
+    off, _ = _write_settings(tmp_path)
+    assert "GETJOBS_S3_EVENTS" not in off
+    env, unit = _write_settings(tmp_path, 'S3_EVENTS=true; COMMAND="pandoc {input} -o {output}";')
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    p = getjobs.cli.make_context("getjobs", exec_start(unit, env)[1:]).params
+    assert p["s3_events"] is True and (p["bucket"], p["input_prefix"], p["output_prefix"]) == (
+        "my-filejobs-bucket", "input/", "output/")
+    assert p["command"] == ("pandoc", "{input}", "-o", "{output}")
 
 
 def test_outside_a_group_no_protection_or_notices(tmp_path):

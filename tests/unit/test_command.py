@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filejobs.command import CommandError, parse, values_for
+from filejobs.command import CommandError, JobContext, parse, values_for
 
 HOSTILE = ["$(touch pwned)", "a; rm -rf ~", "it's \"quoted\"", "-rf", "new\nline", "*.txt", "{output}"]
 
@@ -65,3 +65,19 @@ def test_outdir_marks_a_directory_output():
 def test_stem_and_ext_split_at_the_last_dot_of_the_name(name, stem, ext):
     v = job_values(name=name)
     assert (v["name"], v["stem"], v["ext"]) == (name, stem, ext)
+
+
+def test_the_advice_for_an_unknown_placeholder_says_how_to_write_literal_braces():
+    with pytest.raises(CommandError) as err:
+        parse(["awk", "{print}"])
+    assert "for literal braces write {{ and }} in a command that names {input} and {output}" in str(err.value)
+    line = parse(["awk", "{{print}}", "{input}", "{output}"])
+    assert line.render(job_values())[1] == "{print}"
+
+
+def test_the_job_context_is_one_environment_variable_each():
+    ctx = JobContext(bucket="b", input_key="input/a b.txt", output_key="output/a b.txt.out", batch_id=None,
+                     attempt=2, message_id="m-1")
+    assert ctx.environ() == {"FILEJOBS_BUCKET": "b", "FILEJOBS_INPUT_KEY": "input/a b.txt",
+                             "FILEJOBS_OUTPUT_KEY": "output/a b.txt.out", "FILEJOBS_BATCH_ID": "",
+                             "FILEJOBS_ATTEMPT": "2", "FILEJOBS_MESSAGE_ID": "m-1"}

@@ -61,6 +61,9 @@ def test_a_version_id_is_kept_for_versioned_buckets():
     ({"Records": [{"eventSource": "aws:sqs"}]}, "not an S3 event record"),
     ({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]}, "lacks the bucket"),
     ({"Records": [record("input/a", size=-1)]}, "invalid object size"),
+    ({"Records": [record("input/%C3%28.txt")]}, "not UTF-8 once decoded"),
+    ({"Records": [record("input/a", etag={"x": 1})]}, "non-string eTag"),
+    ({"Records": [record("input/a", version=["v1"])]}, "non-string eTag, versionId"),
     ({"Type": "Notification", "TopicArn": "t", "Message": "not json"}, "not JSON"),
     ({"Type": "Notification", "TopicArn": "t", "Message": "{\"hello\": 1}"}, "does not carry an S3 event"),
 ])
@@ -72,3 +75,15 @@ def test_a_malformed_event_is_one_line_saying_why(body, why):
 
 def test_job_messages_are_not_events():
     assert not is_event({"v": 1, "bucket": "b"}) and not is_event(["process", "b", "i/", "o/", "f"])
+
+
+def test_localstack_and_moto_percent_encodings_decode_to_the_same_key():
+    # LocalStack sends a space as %20 and moto encodes "/" as %2F; AWS documents "+" for a space.
+    keys = {decode({"Records": [record(k)]}).objects[0].key
+            for k in ("input/a+b%2B%C3%BC.txt", "input/a%20b%2B%C3%BC.txt", "input%2Fa+b%2B%C3%BC.txt")}
+    assert keys == {"input/a b+ü.txt"}
+
+
+def test_skipped_records_are_named_on_one_line():
+    n = decode({"Records": [record("input/new%0Aline/", size=0)]})
+    assert n.skipped == ("'input/new\\nline/' is a folder marker",)

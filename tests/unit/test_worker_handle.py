@@ -28,8 +28,9 @@ class Runner:
     def describe(self):
         return "fake"
 
-    def run(self, input_path, output_path, *, cwd, timeout_s, cancel):
-        self.runs.append({"input": input_path, "cwd": cwd, "mode": stat.S_IMODE(os.stat(cwd).st_mode)})
+    def run(self, input_path, output_path, *, cwd, timeout_s, cancel, context):
+        self.runs.append({"input": input_path, "cwd": cwd, "mode": stat.S_IMODE(os.stat(cwd).st_mode),
+                          "context": context})
         if self.action:
             self.action(input_path, output_path)
         elif self.write and self.result.ok:
@@ -155,7 +156,7 @@ def test_a_directory_output_is_uploaded_file_by_file(tmp_path):
 
 def test_an_empty_output_directory_is_a_failure(tmp_path):
     outcome = Setup(tmp_path, Runner(action=lambda i, o: os.mkdir(o))).handle()
-    assert outcome.kind is Kind.FAILED and "empty output directory" in outcome.reason
+    assert (outcome.kind, outcome.reason) == (Kind.FAILED, "the command wrote no file in its output directory")
 
 
 def test_a_stopped_command_is_cancelled(tmp_path):
@@ -229,3 +230,103 @@ def test_folders_of_dead_workers_are_removed_but_not_those_of_live_ones(tmp_path
     remove_stale_job_dirs(str(tmp_path), log)
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name])
     assert log.of("cleaned") == [{"folder": dead.name, "reason": "left by a worker that is no longer running"}]
+
+
+# --------------------------------------------------------------------------- two versions of one input
+
+
+def overwritten_meanwhile(s, data=b"new"):
+    """What the job for the input's next version does while this job's command runs: the input is
+    replaced and that newer job writes its output first."""
+    def action(input_path, output_path):
+        new = s.s3.add(BUCKET, "input/a.txt", data, version_id="v2")
+        s.s3.add(BUCKET, "output/a.txt.out", data.upper(), {"filejobs-input-etag": new.strip('"')})
+        with open(input_path, "rb") as src, open(output_path, "wb") as dst:
+            dst.write(src.read().upper())
+    return action
+
+
+def test_an_older_versions_job_finishing_last_leaves_the_newer_output_alone(tmp_path):
+    """The race: v1's job downloads, v2 lands and its job writes output/a.txt.out, then v1's job
+    uploads. Before the fix it replaced v2's output with v1's."""
+    runner = Runner(action=None)
+    s = Setup(tmp_path, runner, data=b"old")
+    runner.action = overwritten_meanwhile(s)
+    outcome = s.handle()
+    assert (outcome.kind, outcome.reason) == (Kind.STALE, "a newer version of the input replaced it; its output is kept")
+    assert s.output()["data"] == b"NEW"
+    assert s.s3.ops() == ["GetObject", "PutObject", "HeadObject", "HeadObject"]
+
+
+def test_an_output_of_an_older_version_is_replaced_once_the_input_is_checked_current(tmp_path):
+    s = Setup(tmp_path)
+    old = s.s3.add(BUCKET, "output/a.txt.out", b"OLD", {"filejobs-input-etag": "older"})
+    assert s.handle().kind is Kind.DONE
+    heads = [p["Key"] for op, p in s.s3.calls if op == "HeadObject"]
+    assert heads == ["output/a.txt.out", "input/a.txt"] and s.s3.calls[-1][1]["IfMatch"] == old
+
+
+def test_an_output_replaced_between_the_check_and_the_write_is_looked_at_again(tmp_path):
+    s = Setup(tmp_path, data=b"old")
+    s.s3.add(BUCKET, "output/a.txt.out", b"OLDER", {"filejobs-input-etag": "older"})
+    puts = []
+
+    def newer_job_writes_first():
+        puts.append(1)
+        if len(puts) == 2:  # just before this job's If-Match write
+            overwritten_meanwhile(s)(__file__, os.devnull)
+    s.s3.on_put = newer_job_writes_first
+    assert s.handle().kind is Kind.STALE and s.output()["data"] == b"NEW"
+
+
+def test_an_output_that_keeps_changing_fails_the_job_for_a_retry(tmp_path):
+    s = Setup(tmp_path)
+    s.s3.add(BUCKET, "output/a.txt.out", b"X", {"filejobs-input-etag": "older"})
+    rounds = []
+
+    def someone_else_writes():
+        rounds.append(1)
+        s.s3.add(BUCKET, "output/a.txt.out", b"X%d" % len(rounds), {"filejobs-input-etag": "older"})
+    s.s3.on_put = someone_else_writes
+    outcome = s.handle()
+    assert outcome.kind is Kind.FAILED and "kept changing while it was being replaced" in outcome.reason
+
+
+@pytest.mark.parametrize("change", ["deleted", "another version"])
+def test_an_input_deleted_or_versioned_away_does_not_replace_an_output(tmp_path, change):
+    s = Setup(tmp_path, version_id="v1")
+    s.s3.add(BUCKET, "output/a.txt.out", b"OTHER", {"filejobs-input-etag": "other"})
+
+    def action(input_path, output_path):
+        if change == "deleted":
+            del s.s3.objects[(BUCKET, "input/a.txt")]
+        else:
+            s.s3.add(BUCKET, "input/a.txt", b"hello", version_id="v2")  # same bytes, same ETag
+        open(output_path, "w").close()
+    s.runner.action = action
+    assert s.handle().kind is Kind.STALE and s.output()["data"] == b"OTHER"
+
+
+def test_a_directory_output_stops_at_the_first_file_a_newer_version_owns(tmp_path):
+    runner = Runner()
+    s = Setup(tmp_path, runner, data=b"old")
+
+    def pages(input_path, out):
+        overwritten_meanwhile(s)(input_path, os.devnull)
+        s.s3.add(BUCKET, "output/a.txt.out/1.txt", b"NEW", {"filejobs-input-etag": s.s3.objects[
+            (BUCKET, "input/a.txt")]["ETag"].strip('"')})
+        os.mkdir(out)
+        for name in ("1.txt", "2.txt"):
+            with open(os.path.join(out, name), "w") as fh:
+                fh.write("old")
+    runner.action = pages
+    assert s.handle().kind is Kind.STALE
+    assert (BUCKET, "output/a.txt.out/2.txt") not in s.s3.objects
+
+
+def test_the_command_is_told_its_job(tmp_path):
+    s = Setup(tmp_path, attempt=2)
+    s.handle()
+    ctx = s.runner.runs[0]["context"]
+    assert (ctx.bucket, ctx.input_key, ctx.output_key, ctx.batch_id, ctx.attempt, ctx.message_id) == (
+        BUCKET, "input/a.txt", "output/a.txt.out", "b1", 2, "m0")

@@ -84,7 +84,8 @@ class FakeS3:
     def head_object(self, *, Bucket, Key):
         self._call("HeadObject", {"Bucket": Bucket, "Key": Key})
         obj = self._get("HeadObject", Bucket, Key)
-        return {"ETag": obj["ETag"], "Metadata": obj["Metadata"], "ContentLength": len(obj["data"])}
+        return {"ETag": obj["ETag"], "Metadata": obj["Metadata"], "ContentLength": len(obj["data"]),
+                "VersionId": obj["VersionId"]}
 
     def list_objects_v2(self, *, Bucket, Prefix, MaxKeys=1000):
         self._call("ListObjectsV2", {"Bucket": Bucket, "Prefix": Prefix})
