@@ -136,6 +136,8 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
     if s3_events and None in (bucket, input_prefix, output_prefix):
         raise click.UsageError("--s3-events needs --bucket, --input-prefix and --output-prefix "
                                "(event messages name no prefixes)")
+    if s3_events:
+        _refuse_event_loops(prefix(input_prefix), output=prefix(output_prefix), errors=prefix(errors_prefix))
     runner = _runner(handler, command)
     config = WorkerConfig(
         work_dir=os.path.abspath(work_dir), extension=output_extension, queue=queue,
@@ -178,6 +180,15 @@ def ec2_parts(clients, *, log, protect: bool, watch: bool, group: str | None, ho
     return {"protector": protector,
             "notices": ec2.NoticeWatcher(ec2.Imds(), drain_timeout_s=drain_timeout_s) if watch else None,
             "lifecycle": ec2.LifecycleAction(autoscaling, group, hook, instance) if hook else None}
+
+
+def _refuse_event_loops(input_prefix: str, *, output: str, errors: str) -> None:
+    """With --s3-events, every object created under the input prefix is a job: an output or an error
+    record written there would be one too, and so on forever."""
+    for option, value in (("--output-prefix", output), ("--errors-prefix", errors)):
+        if value.startswith(input_prefix) or (option == "--output-prefix" and input_prefix.startswith(value)):
+            raise click.UsageError(f"with --s3-events, {option} {value!r} must not overlap --input-prefix "
+                                   f"{input_prefix!r} (what the worker writes there would become new jobs)")
 
 
 def _runner(handler: str | None, command: tuple[str, ...]):

@@ -212,6 +212,8 @@ write_unit() {
         echo "KillMode=mixed"
         echo "TimeoutStopSec=$((GRACE_SECONDS + 60))"
         echo "Restart=on-failure"
+        echo "# Exit 2 is a configuration getjobs refused at start-up: restarting cannot fix it."
+        echo "RestartPreventExitStatus=2"
         echo "RestartSec=10"
         echo "StandardOutput=append:$LOG_DIR/metrics.log"
         echo "StandardError=append:$LOG_DIR/worker.log"

@@ -13,7 +13,10 @@ parallel's ``{}`` and AWS Batch's ``Ref::`` parameters. Rules:
 * without any placeholder the command keeps the original form ``COMMAND [ARGS...] INPUT OUTPUT``
   byte for byte (``{{`` included: escapes only exist in a command that has placeholders, so a
   literal ``{word}`` is written ``{{word}}`` in a command that names ``{input}`` and ``{output}``);
-* the program itself (the first word) cannot be a placeholder: a job never runs its input.
+* the program itself (the first word) cannot be a placeholder: a job never runs its input;
+* ``{name}``, ``{stem}`` or ``{key}`` at the start of an argument, before any ``--``, would be read
+  as an option when a file name begins with ``-`` (``-rf``): such a job fails with that reason
+  instead of running (``CommandLine.option_like``); write ``--title={stem}`` or put it after ``--``.
 
 Names: ``input``/``output`` (local paths), ``name`` (the input's file name), ``stem`` (the name
 without its last extension), ``ext`` (that extension, with its dot, or empty), ``key`` (the input's
@@ -30,6 +33,8 @@ import re
 from dataclasses import dataclass
 
 PLACEHOLDERS = ("input", "output", "name", "stem", "ext", "key", "outdir")
+#: Placeholders whose value comes from a file name or key, and so may begin with "-".
+FROM_NAMES = frozenset({"name", "stem", "key"})
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -61,6 +66,17 @@ class CommandLine:
         if not self.templated:
             return [*self.argv, values["input"], values["output"]]
         return ["".join(values[p[0]] if isinstance(p, tuple) else p for p in arg) for arg in self.parts]
+
+    def option_like(self, values: dict[str, str]) -> str | None:
+        """The value of a name placeholder that would start an argument with ``-`` before any
+        ``--`` (the program would take the file name ``-rf`` for options), else None."""
+        for arg, parts in zip(self.argv[1:], self.parts[1:]):
+            if arg == "--":
+                return None
+            first = parts[0] if parts else ""
+            if isinstance(first, tuple) and first[0] in FROM_NAMES and values[first[0]].startswith("-"):
+                return values[first[0]]
+        return None
 
 
 def parse(argv: list[str] | tuple[str, ...]) -> CommandLine:
@@ -96,9 +112,9 @@ def _parse_arg(arg: str) -> tuple[str | tuple[str], ...]:
                                + ", ".join("{" + n + "}" for n in PLACEHOLDERS)
                                + "; for literal braces write {{ and }} in a command that names {input} and "
                                  "{output})")
-        if literal:
+        if "".join(literal):  # an empty piece would hide a placeholder that starts the argument
             pieces.append("".join(literal))
-            literal = []
+        literal = []
         pieces.append((name,))
     literal.append(arg[pos:])
     if "".join(literal):

@@ -197,21 +197,22 @@ class InstanceProtector:
         self._want = False
         self._have: bool | None = None
         self._changed = threading.Condition()
+        self._applying = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="protector")
         self._thread.start()
 
-    def set_busy(self, busy: bool) -> None:
+    def set_busy(self, busy: bool, *, now: bool = False) -> None:
+        """Want protection on or off; the background thread applies it, or this call with ``now``
+        (the worker's last call, before it exits or completes the lifecycle action)."""
         with self._changed:
             self._want = busy
             self._changed.notify()
-        if not busy and threading.current_thread() is threading.main_thread():
+        if now:
             self.sync()
 
     def sync(self) -> None:
         """Apply the wanted state now (used on shutdown)."""
-        with self._changed:
-            want = self._want
-        self._apply(want)
+        self._apply()
 
     def _loop(self) -> None:
         while True:
@@ -226,15 +227,21 @@ class InstanceProtector:
                         want = self._want
                     if want == self._have:
                         continue
-                self._apply(want)
+                self._apply()
 
-    def _apply(self, want: bool) -> None:
-        if want == self._have:
-            return
-        try:
-            self.autoscaling.set_instance_protection(InstanceIds=[self.instance], AutoScalingGroupName=self.group,
-                                                     ProtectedFromScaleIn=want)
-            self._have = want
-            self.log("protection", instance=self.instance, protected=want)
-        except Exception as exc:  # noqa: BLE001 - retried on the next tick
-            self.log("warning", reason=f"could not set scale-in protection: {exc}")
+    def _apply(self) -> None:
+        # One call at a time, each for the state wanted when it starts: a slow call from the
+        # background thread can never land after the final one from shutdown and leave the
+        # instance protected (and the group unable to scale in) after the worker is gone.
+        with self._applying:
+            with self._changed:
+                want = self._want
+            if want == self._have:
+                return
+            try:
+                self.autoscaling.set_instance_protection(InstanceIds=[self.instance], AutoScalingGroupName=self.group,
+                                                         ProtectedFromScaleIn=want)
+                self._have = want
+                self.log("protection", instance=self.instance, protected=want)
+            except Exception as exc:  # noqa: BLE001 - retried on the next tick
+                self.log("warning", reason=f"could not set scale-in protection: {exc}")

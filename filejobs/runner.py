@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from .command import CommandLine, JobContext, parse, values_for
+from .message import printable
 
 #: Seconds between SIGTERM and SIGKILL when a job is stopped.
 KILL_AFTER_S = 5.0
@@ -85,7 +86,12 @@ class CommandRunner:
     def run(self, input_path: str, output_path: str, *, cwd: str, timeout_s: float | None,
             cancel: threading.Event, context: JobContext | None = None) -> RunResult:
         key = context.input_key if context else os.path.basename(input_path)
-        argv = self.line.render(values_for(input_path=input_path, output_path=output_path, key=key))
+        values = values_for(input_path=input_path, output_path=output_path, key=key)
+        dash = self.line.option_like(values)
+        if dash is not None:
+            return RunResult(False, reason=f"not run: the name {printable(dash)} would be read as an option; put "
+                                           "its placeholder after '--' or inside an option (--title={stem})")
+        argv = self.line.render(values)
         if self.line.output_is_dir:
             os.mkdir(output_path, 0o700)  # {outdir}: private and empty; the worker uploads what lands in it
         env = None if context is None else {**os.environ, **context.environ()}

@@ -129,8 +129,7 @@ class Worker:
             deleter.join(timeout=30)
             beats_stop.set()
             if self.protector:
-                self.protector.set_busy(False)
-                self.protector.sync()  # now, from whichever thread runs the worker
+                self.protector.set_busy(False, now=True)  # from whichever thread runs the worker
             self._departure.finish(rule)
             self.log("summary", seconds=round(self.clock() - started, 3), **self.stats.as_dict())
         if self.fatal:

@@ -185,3 +185,29 @@ def test_protection_is_cleared_after_a_short_idle_spell(mocked):
     assert wait_for(lambda: protected(autoscaling, instance))
     protector.set_busy(False)
     assert wait_for(lambda: not protected(autoscaling, instance))
+
+
+def test_a_slow_call_from_the_background_never_lands_after_the_final_one(mocked):
+    """The background thread's SetInstanceProtection(True) is still in flight when the worker
+    exits and asks for False now: the final state must be unprotected."""
+    autoscaling, (instance, _) = asg_with_instance(mocked)
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    class Slow:
+        def set_instance_protection(self, **params):
+            calls.append(params["ProtectedFromScaleIn"])
+            if params["ProtectedFromScaleIn"]:
+                entered.set()
+                release.wait(5)
+            return autoscaling.set_instance_protection(**params)
+
+    protector = InstanceProtector(Slow(), instance, "workers", idle_grace_s=0.1)
+    protector.set_busy(True)
+    assert entered.wait(5)
+    final = threading.Thread(target=protector.set_busy, args=(False,), kwargs={"now": True})
+    final.start()
+    time.sleep(0.1)  # the final call waits for the one in flight
+    release.set()
+    final.join(5)
+    assert calls == [True, False] and not protected(autoscaling, instance)

@@ -337,17 +337,14 @@ def test_scale_in_protection_is_on_while_jobs_are_held_and_off_when_idle_and_at_
         def __init__(self):
             self.calls = []
 
-        def set_busy(self, busy):
-            self.calls.append(busy)
-
-        def sync(self):
-            self.calls.append("sync")
+        def set_busy(self, busy, *, now=False):
+            self.calls.append((busy, "now") if now else busy)
 
     protector = Protector()
     cfg = WorkerConfig(work_dir=str(tmp_path / "work"), extension=".out", queue=res.queue_url, exit_when_idle_s=0.2,
                        wait_time_s=0)
     assert Worker(cfg, mocked, Recording(), protector=protector).run().done == 1
-    assert protector.calls == [True, False, False, "sync"]
+    assert protector.calls == [True, False, (False, "now")]
 
 
 def stop_mid_job(tmp_path, mocked, res, *, job_s, grace_s):

@@ -69,20 +69,21 @@ def test_hostile_names_are_one_argument_each_and_never_reach_a_shell(tmp_path, m
     folder, program = dump
     for i, name in enumerate(HOSTILE):
         send(mocked, res, f"input/{name}", f"{i}:{name}".encode())
-    argv = [*program, "--in", "{input}", "--name={name}", "{stem}", "{ext}", "--key", "{key}", "--out", "{output}"]
+    argv = [*program, "--in", "{input}", "--name={name}", "--key", "{key}", "--out", "{output}", "--", "{stem}",
+            "{ext}"]
     stats, _ = run_worker(tmp_path, mocked, res, argv, concurrency=4)
     assert (stats.done, stats.failed, stats.rejected) == (len(HOSTILE), 0, 0)
     seen = {}
     for d in dumps(folder):
         args = d["argv"]
-        assert len(args) == 9 and os.path.isabs(args[1]) and os.path.isabs(args[8])
-        seen[args[6]] = args
+        assert len(args) == 10 and os.path.isabs(args[1]) and os.path.isabs(args[6])
+        seen[args[4]] = args
     assert sorted(seen) == sorted(f"input/{n}" for n in HOSTILE)
     for name in HOSTILE:
         args = seen[f"input/{name}"]
         stem, dot, ext = name.rpartition(".")
         stem, ext = (stem, dot + ext) if stem else (name, "")
-        assert (args[2], args[3], args[4]) == (f"--name={name}", stem, ext)
+        assert (args[2], args[8], args[9]) == (f"--name={name}", stem, ext)
         out = mocked.s3.get_object(Bucket=res.bucket, Key=f"output/{name}.out")["Body"].read()
         assert out == f"{HOSTILE.index(name)}:{name}".encode()
     pwned = [os.path.join(d, f) for d, _, files in os.walk(tmp_path) for f in files if f.startswith("PWNED")]
@@ -144,3 +145,17 @@ def test_a_command_without_placeholders_keeps_the_original_form_byte_for_byte(tm
     args = json.loads(seen.read_text())
     assert args[:4] == ["{}", "{{", "}}", "50%"] and len(args) == 6
     assert args[4].endswith("/in/a.txt") and args[5].endswith("/out/a.txt.out")
+
+
+def test_a_name_that_would_be_read_as_an_option_fails_its_job_without_running_the_command(
+        tmp_path, mocked, make_resources, dump):
+    res = make_resources(mocked)
+    folder, program = dump
+    send(mocked, res, "input/-rf")
+    send(mocked, res, "input/plain.txt")
+    argv = [*program, "--in", "{input}", "--out", "{output}", "{stem}"]
+    stats, log = run_worker(tmp_path, mocked, res, argv)
+    assert stats.done == 1 and stats.failed >= 1
+    assert [d["env"]["FILEJOBS_INPUT_KEY"] for d in dumps(folder)] == ["input/plain.txt"]
+    failed = [e for e in log.events if e[0] == "failed"]
+    assert "would be read as an option" in failed[0][1]["reason"]

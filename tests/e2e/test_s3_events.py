@@ -175,6 +175,12 @@ def test_an_event_storm_of_1000_uploads_loses_nothing(server, make_resources, tm
 @pytest.mark.parametrize("args, why", [
     (["--s3-events", "w", ".out", "q", REGION, "cp"], "--s3-events needs --bucket, --input-prefix and --output-prefix"),
     (["--s3-events", "--bucket", "b", "--input-prefix", "input/", "w", ".out", "q", REGION, "cp"], "--s3-events needs"),
+    (["--s3-events", "--bucket", "b", "--input-prefix", "in/", "--output-prefix", "in/out/", "w", ".out", "q", REGION,
+      "cp"], "--output-prefix 'in/out/' must not overlap --input-prefix 'in/'"),
+    (["--s3-events", "--bucket", "b", "--input-prefix", "data/in/", "--output-prefix", "data/", "w", ".out", "q",
+      REGION, "cp"], "--output-prefix 'data/' must not overlap"),
+    (["--s3-events", "--bucket", "b", "--input-prefix", "in/", "--output-prefix", "out/", "--errors-prefix",
+      "in/errors/", "w", ".out", "q", REGION, "cp"], "--errors-prefix 'in/errors/' must not overlap"),
 ])
 def test_s3_events_without_the_bucket_and_prefixes_is_refused_at_start_up(args, why, tmp_path):
     got = run_tool("getjobs", *args, env={**os.environ}, cwd=str(tmp_path))

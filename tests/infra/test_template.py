@@ -206,6 +206,11 @@ def test_commands_get_their_packages_and_a_bounded_run_time(template):
     for bad in ("setup.sh", "code/../input/x.sh", "code/.hidden", "code/a b.sh", "code/"):
         assert not script.fullmatch(bad), bad
     assert params["JobTimeout"]["Default"] == 3600
+    command = re.compile(params["Command"]["AllowedPattern"])
+    for ok in ("cp", "convert -resize 50%", "pandoc {input} -o {output}", "ffmpeg -i {input} -vf scale=640:-1 {output}"):
+        assert command.fullmatch(ok), ok
+    for bad in ("cp; id", "$(id)", "a|b", "x > y", "`id`", "a\nb", "it's"):
+        assert not command.fullmatch(bad), bad
 
 
 def test_no_name_grows_past_its_limit_with_the_longest_stack_name(template):

@@ -229,7 +229,7 @@ def test_outside_a_group_no_protection_or_notices(tmp_path):
 
 def test_the_unit_is_hardened_and_stops_gracefully(tmp_path):
     _, unit = _write_settings(tmp_path, "GRACE_SECONDS=30;")
-    for line in ("Restart=on-failure", "User=filejobs", "EnvironmentFile=/etc/filejobs/worker.env",
+    for line in ("Restart=on-failure", "RestartPreventExitStatus=2", "User=filejobs", "EnvironmentFile=/etc/filejobs/worker.env",
                  "WorkingDirectory=/var/lib/filejobs", "KillSignal=SIGTERM", "KillMode=mixed", "TimeoutStopSec=90",
                  "StandardError=append:/var/log/filejobs/worker.log",
                  "StandardOutput=append:/var/log/filejobs/metrics.log", "NoNewPrivileges=yes",

@@ -81,3 +81,28 @@ def test_the_job_context_is_one_environment_variable_each():
     assert ctx.environ() == {"FILEJOBS_BUCKET": "b", "FILEJOBS_INPUT_KEY": "input/a b.txt",
                              "FILEJOBS_OUTPUT_KEY": "output/a b.txt.out", "FILEJOBS_BATCH_ID": "",
                              "FILEJOBS_ATTEMPT": "2", "FILEJOBS_MESSAGE_ID": "m-1"}
+
+
+@pytest.mark.parametrize("argv, name, dash", [
+    (["tool", "{stem}", "{output}"], "-rf.txt", "-rf"),
+    (["tool", "{name}", "{output}"], "--help", "--help"),
+    (["tool", "-o", "{output}", "{key}"], "-x", "-x"),
+])
+def test_a_name_that_starts_an_argument_with_a_dash_is_option_like(argv, name, dash):
+    values = values_for(input_path="/w/in/x", output_path="/w/out/x", key=name)
+    assert parse(argv).option_like(values) == dash
+
+
+@pytest.mark.parametrize("argv", [
+    ["tool", "--title={stem}", "{output}"],  # inside an option
+    ["tool", "{output}", "--", "{stem}"],  # after the end of options
+    ["tool", "x{name}", "{output}"],  # not at the start
+    ["tool", "{input}", "{output}"],  # paths are absolute
+])
+def test_a_dash_name_is_harmless_inside_an_option_after_double_dash_or_not_first(argv):
+    values = values_for(input_path="/w/in/-rf", output_path="/w/out/-rf.out", key="-rf")
+    assert parse(argv).option_like(values) is None
+
+
+def test_a_placeholder_at_the_start_of_an_argument_is_its_first_part():
+    assert parse(["tool", "{stem}.png", "{output}"]).parts[1] == (("stem",), ".png")
