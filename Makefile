@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install dev bench chaos artifact clean
+.PHONY: demo demo-events test install dev bench chaos artifact clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.local-installed
 	$(PY) examples/demo.py
+
+# The same, with no sendjobs: files uploaded with plain boto3 become jobs through S3 event notifications.
+demo-events: $(VENV)/.local-installed
+	$(PY) examples/demo_events.py
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
@@ -48,4 +52,4 @@ chaos: $(VENV)/.dev-installed
 	$(PY) bench/chaos.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-output
+	rm -rf $(VENV) build dist *.egg-info demo-output demo-events-output

@@ -110,16 +110,16 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
     return 0
 
 
-def _download(s3, prefix: str, target: str) -> list[str]:
+def _download(s3, prefix: str, target: str, *, bucket: str = BUCKET) -> list[str]:
     if os.path.isdir(target):
         shutil.rmtree(target)
     got = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(prefix):]
             path = os.path.join(target, *rel.split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            s3.download_file(BUCKET, obj["Key"], path)
+            s3.download_file(bucket, obj["Key"], path)
             got.append(os.path.relpath(path))
     return sorted(got)
 

@@ -82,8 +82,10 @@ class Settler:
         if outcome.kind in DELETED:
             event = "done" if outcome.kind is Kind.DONE else "skipped"
             self.stats.add(event)
-            self.log(event, key=lease.key, attempt=lease.attempt, duration_s=_rounded(outcome.duration_s),
-                     output=outcome.output, reason=outcome.reason or None)
+            # A message with no job (an S3 test event) is named by its message id.
+            self.log(event, key=lease.key or None, message_id=None if lease.key else lease.message_id,
+                     attempt=lease.attempt, duration_s=_rounded(outcome.duration_s), output=outcome.output,
+                     reason=outcome.reason or None)
             self.log.metric(_METRICS[event], duration_s=outcome.duration_s)
             self.deletes.put(lease)
         elif outcome.kind is Kind.FAILED:

@@ -164,6 +164,16 @@ def test_make_demo_runs_the_whole_pipeline(tmp_path):
     assert (tmp_path / "out" / "reports" / "2024" / "Q1 sales.csv.json").exists()
 
 
+def test_make_demo_events_processes_files_uploaded_without_sendjobs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo_events.py"), "--output",
+                             str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "32 files uploaded with plain boto3 (no sendjobs), 31 done, 1 in the dead-letter queue" in result.stderr
+    assert "input/incoming/" in result.stderr and "is a folder marker" in result.stderr and "s3:TestEvent" in result.stderr
+    assert (tmp_path / "out" / "reports" / "2024" / "Q1 sales.csv.json").exists()
+
+
 def test_ctrl_c_stops_promptly_and_a_rerun_sends_each_remaining_file_once(server, tmp_path):
     res = make(server)
     n = 200
