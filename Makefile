@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo demo-events test install dev bench chaos artifact clean
+.PHONY: demo demo-events test check install dev bench chaos artifact clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: $(VENV)/.local-installed
 demo-events: $(VENV)/.local-installed
 	$(PY) examples/demo_events.py
 
+# One pytest worker per core (pytest-xdist); the slowest tests are handed out first (tests/conftest.py).
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
+
+# The fast tier: pure modules and fakes, no server, no subprocess (seconds).
+check: $(VENV)/.dev-installed
+	$(PY) -m pytest -q tests/unit
 
 # Benchmarks (bench/README.md): moto, and fauxqs from the npm registry when node is there.
 bench/.fauxqs/node_modules/fauxqs:

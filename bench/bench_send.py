@@ -25,7 +25,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-from common import PY, REGION, ROOT, check, run_child  # noqa: E402
+from common import REGION, ROOT, check, run_child  # noqa: E402
 
 SENDJOBS = os.path.join(ROOT, "sendjobs.py")
 ORIGINAL = os.path.join(common.HERE, "baselines", "original_sendjobs.py")

@@ -96,7 +96,7 @@ def _throughput_rows(name, runs, files, row):
         f"{c / s:.2f}× (median {c:.2f} vs {s:.2f} ms, min {min(cpu[JUDGED]):.2f} vs {min(cpu['sync']):.2f}; "
         f"{_others(runs, 'cpu_ms_per_file', lambda v: f'{v:.2f} ms', sync=s)})", c <= 0.7 * s)
     f, fs = median(rate[JUDGED]), median(rate["sync"])
-    row(name, f"files/s ≥ 1.5× aws s3 sync (wall, start-up included)",
+    row(name, "files/s ≥ 1.5× aws s3 sync (wall, start-up included)",
         f"{f / fs:.2f}× (median {f:.0f} vs {fs:.0f} files/s; "
         f"{_others(runs, 'files_per_s_wall', lambda v: f'{v:.0f}', sync=fs)})", f >= 1.5 * fs)
     row(name, "context switches per file (info)", "; ".join(

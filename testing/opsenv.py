@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-import boto3
 from click.testing import CliRunner
 
 from filejobs import aws
@@ -19,6 +18,7 @@ from filejobs import cli as jobctl
 from filejobs.ops.cfn import Services
 from testing.awsstub import Calls
 from testing.helpers import REGION
+from testing import helpers
 
 SERVICES = ("cloudformation", "s3", "sqs", "autoscaling", "cloudwatch", "ec2")
 
@@ -64,7 +64,7 @@ def ops_env():
     from moto import mock_aws
 
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
+        session = helpers.session(REGION)
         calls = Calls()
         clients = {name: calls.attach(session.client(name, config=aws.client_config())) for name in SERVICES}
         plain = {name: session.client(name) for name in SERVICES}

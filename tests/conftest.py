@@ -12,12 +12,29 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pytest
 
 from filejobs import aws  # noqa: E402
 from filejobs.ops import resources  # noqa: E402
 from testing.helpers import REGION, ROOT, isolate_aws, unique  # noqa: E402
+from testing import helpers
+
+
+#: Tiers from slowest to fastest per test (measured: an e2e test runs CLIs as subprocesses on a
+#: server, a unit test takes milliseconds).
+_TIER_ORDER = {"e2e": 1, "infra": 2, "aws": 3, "unit": 4}
+
+
+def pytest_collection_modifyitems(items):
+    """Slowest first, so that with ``-n auto`` no worker is left running a long test at the end
+    while the others idle (pytest-xdist hands tests out in collection order)."""
+    def cost(item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        parts = item.nodeid.split("/")
+        return _TIER_ORDER.get(parts[1] if len(parts) > 2 else "", 5)
+
+    items.sort(key=cost)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +53,7 @@ def mocked(monkeypatch):
     # mock_aws intercepts botocore in this process; the AWS CRT's native client would go past it.
     monkeypatch.setenv("FILEJOBS_UPLOADER", "botocore")
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
+        session = helpers.session(REGION)
         yield aws.Clients(s3=session.client("s3", config=aws.client_config()),
                           sqs=session.client("sqs", config=aws.client_config()), session=session,
                           target=aws.Target(region=REGION))

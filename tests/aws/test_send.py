@@ -242,7 +242,15 @@ def test_a_message_sqs_refuses_fails_its_file_with_sqs_reason(tmp_path, mocked, 
 def test_entries_sqs_fails_for_a_while_are_retried_and_sent_once(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {f"f{i}.txt": "x" for i in range(5)})
-    sqs = PartlyFailingSqs(mocked.sqs, lambda body, call: "fail" if "f3" in body and call < 3 else None)
+    tries = []  # f3's own attempts: how files are grouped into batches depends on timing
+
+    def verdict(body, _call):
+        if "f3" not in body:
+            return None
+        tries.append(body)
+        return "fail" if len(tries) < 3 else None
+
+    sqs = PartlyFailingSqs(mocked.sqs, verdict)
     slept = []
     summary = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=slept.append).run()
     assert (summary.files_sent, summary.files_failed) == (5, 0)

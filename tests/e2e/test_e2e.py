@@ -113,6 +113,7 @@ def test_missing_bucket_and_queue_are_one_line_each(server, tmp_path):
     assert drain_queue(server.sqs, res.queue_url) == []
 
 
+@pytest.mark.slow
 def test_a_killed_submission_resumes_without_resending_what_was_sent(server, tmp_path):
     """SIGKILL mid-run, rerun: every file has a job; duplicates only from the batches in flight."""
     res = make(server)
@@ -155,6 +156,7 @@ def test_sigterm_mid_job_releases_it_and_another_worker_completes_it(server, tmp
     assert os.listdir(tmp_path / "w1") == []  # the drained worker cleaned up after itself
 
 
+@pytest.mark.slow
 def test_make_demo_runs_the_whole_pipeline(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo.py"), "--output", str(tmp_path / "out")],
@@ -164,6 +166,7 @@ def test_make_demo_runs_the_whole_pipeline(tmp_path):
     assert (tmp_path / "out" / "reports" / "2024" / "Q1 sales.csv.json").exists()
 
 
+@pytest.mark.slow
 def test_make_demo_events_processes_files_uploaded_without_sendjobs(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo_events.py"), "--output",

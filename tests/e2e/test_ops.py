@@ -76,6 +76,7 @@ def test_a_missing_bucket_is_named(server):
     assert result.stderr.strip() == "jobctl: error: bucket no-such-bucket-e2e does not exist"
 
 
+@pytest.mark.slow
 def test_redrive_moves_the_failed_jobs_back_and_the_fixed_command_finishes_them(server, tmp_path, lacks):
     """With a move task where the endpoint has them (followed to COMPLETED), else by hand (moto's
     server answers the move task with an HTML 500, which must not cost botocore's retries)."""

@@ -80,6 +80,7 @@ def _count(sqs, url: str) -> int:
     return sum(int(v) for v in a["Attributes"].values())
 
 
+@pytest.mark.slow
 def test_poison_catalogue(server, make_resources, tmp_path, endpoint):
     res = make_resources(server, max_receive_count=MAX_RECEIVE, visibility_timeout_s=30)
     s3, sqs, bucket = server.s3, server.sqs, res.bucket

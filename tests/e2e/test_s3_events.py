@@ -139,6 +139,7 @@ class Workers:
         return ["".join(log) for log in self.logs]
 
 
+@pytest.mark.slow
 def test_an_event_storm_of_1000_uploads_loses_nothing(server, make_resources, tmp_path):
     """1,000 uploads from 8 threads while two workers (10 slots each) take their events. moto's SQS
     scans every message of a queue on each call (send and receive alike), so a backlog of 1,000

@@ -106,20 +106,22 @@ class StopAfter:
             self.sender.stop()
 
 
+@pytest.mark.slow
 def test_stopping_mid_run_records_what_was_sent_and_a_rerun_sends_each_remaining_file_once(server, res, tmp_path):
-    data = files(tmp_path, 300)
+    data = files(tmp_path, 150)
     progress = StopAfter(40)
     progress.sender = Sender(config(tmp_path, res, data, concurrency=4), server, progress=progress)
     first = progress.sender.run()
-    assert first.interrupted and 40 <= first.files_sent < 300
+    assert first.interrupted and 40 <= first.files_sent < 150
     second = Sender(config(tmp_path, res, data), server).run()
     assert second.ok and second.files_skipped == first.files_sent
     counts = jobs_per_key(server, res.queue_url)
-    assert len(counts) == 300 and set(counts.values()) == {1}  # a clean stop leaves no duplicate
+    assert len(counts) == 150 and set(counts.values()) == {1}  # a clean stop leaves no duplicate
 
 
+@pytest.mark.slow
 def test_an_upload_process_that_dies_stops_the_run_and_a_rerun_completes_it(server, res, tmp_path):
-    data = files(tmp_path, 400)
+    data = files(tmp_path, 150)
     sender = Sender(config(tmp_path, res, data, concurrency=2), server)
     killed = []
 
@@ -141,9 +143,10 @@ def test_an_upload_process_that_dies_stops_the_run_and_a_rerun_completes_it(serv
     rerun = Sender(config(tmp_path, res, data), server).run()
     assert rerun.ok
     counts = jobs_per_key(server, res.queue_url)
-    assert sorted(counts) == [f"input/f{i:04d}.txt" for i in range(400)]
+    assert sorted(counts) == [f"input/f{i:04d}.txt" for i in range(150)]
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_sendjobs_stops_its_upload_processes_and_a_rerun_sends_each_file_once(server, res, tmp_path):
     data = files(tmp_path, 400)  # the upload processes start after the first 256 files
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "4", data,
@@ -165,6 +168,7 @@ def test_ctrl_c_to_sendjobs_stops_its_upload_processes_and_a_rerun_sends_each_fi
     assert len(counts) == 400 and set(counts.values()) == {1}
 
 
+@pytest.mark.slow
 def test_upload_processes_end_when_sendjobs_is_killed(server, res, tmp_path):
     data = files(tmp_path, 400)
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "2", data,

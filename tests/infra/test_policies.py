@@ -23,7 +23,6 @@ import json
 import os
 import threading
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -41,6 +40,7 @@ from filejobs.send import SendConfig, Sender
 from filejobs.send.journal import Journal, journal_path
 from filejobs.transfer import MiB, TransferConfig
 from filejobs.worker import Worker, WorkerConfig
+from testing import helpers
 
 REGION = "us-east-1"
 BUCKET = "filejobs-policy-test"
@@ -161,7 +161,7 @@ def scenario(tmp_path_factory):
 
 
 def _scenario(tmp) -> dict:
-    session = boto3.Session(region_name=REGION)
+    session = helpers.session(REGION)
     setup = aws.Clients(s3=session.client("s3"), sqs=session.client("sqs"))  # not recorded
     account = session.client("sts").get_caller_identity()["Account"]
     created = resources.create_all(setup.s3, setup.sqs, bucket=BUCKET, queue=QUEUE, region=REGION,

@@ -14,12 +14,12 @@ import dataclasses
 import math
 import random
 
-import boto3
 import pytest
 
 from filejobs.ops import replay, scaling
 from filejobs.ops.replay import Fleet, Sample, Workload
 from filejobs.ops.template import load_template
+from testing import helpers
 
 REGION = "us-east-1"
 
@@ -321,7 +321,7 @@ def test_a_partial_scale_in_removes_only_unprotected_instances():
     from moto import mock_aws
 
     with mock_aws():
-        autoscaling = _group(boto3.Session(region_name=REGION), desired=4)
+        autoscaling = _group(helpers.session(REGION), desired=4)
         ids = sorted(_instances(autoscaling))
         autoscaling.set_instance_protection(InstanceIds=ids[:2], AutoScalingGroupName="workers",
                                             ProtectedFromScaleIn=True)

@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-import boto3
 import pytest
 
 from filejobs.aws import dead_letter_target
@@ -23,6 +22,7 @@ from filejobs.events import METRIC_NAMESPACE
 from filejobs.ops.template import Resolver, TEMPLATE_PATH, load_template, resources_of_type
 from testing import policy
 from testing.helpers import ROOT, isolate_aws
+from testing import helpers
 
 # moto's CloudFormation says which resource types it skips; the tests below cover those from the template.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
@@ -294,7 +294,7 @@ def deployed(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         isolate_aws(mp, tmp_path_factory.mktemp("aws"))
         with mock_aws():
-            session = boto3.Session(region_name=REGION)
+            session = helpers.session(REGION)
             ec2 = session.client("ec2")
             vpc = ec2.create_vpc(CidrBlock="10.3.0.0/16")["Vpc"]["VpcId"]
             subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.3.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
