@@ -57,16 +57,8 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
         work = [sys.executable, "-m", "getjobs", "--concurrency", str(concurrency), "--retry-delay", "1",
                 "--wait-time", "2", "--grace", "10", "--bucket", BUCKET, "--input-prefix", "input/",
                 "--output-prefix", "output/"]
-        procs, pumps = [], []
-        for i in range(workers):
-            argv = work + [os.path.join(scratch, f"work-{i}"), ".json", QUEUE, REGION] + command
-            if i == 0:
-                out.write("demo: $ getjobs " + " ".join(argv[3:]) + f"   (x{workers}, in the background)\n")
-            p = subprocess.Popen(argv, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            t = threading.Thread(target=_pump, args=(p.stderr, f"[worker {i + 1}] ", out), daemon=True)
-            t.start()
-            procs.append(p)
-            pumps.append(t)
+        procs, pumps = start_workers([work + [os.path.join(scratch, f"work-{i}"), ".json", QUEUE, REGION] + command
+                                      for i in range(workers)], env=env, cwd=root, out=out)
         try:
             send = [sys.executable, "-m", "sendjobs", "--state-dir", os.path.join(scratch, "state"), "--json",
                     "--wait", "--wait-interval", "1", "--output-extension", ".json",
@@ -74,11 +66,7 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
             out.write("demo: $ sendjobs " + " ".join(send[3:]) + "\n")
             sent = subprocess.run(send, env=env, cwd=root, stdout=subprocess.PIPE, timeout=600)
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            codes = [p.wait(timeout=60) for p in procs]
-            for t in pumps:
-                t.join(timeout=2)
+            codes = stop_workers(procs, pumps)
         seconds = time.monotonic() - started
         # sendjobs --wait exits 1 when a job failed: expected here (one input is not text).
         if sent.returncode not in (0, 1) or not sent.stdout.strip():
@@ -110,6 +98,44 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
     return 0
 
 
+def start_workers(argvs: list[list[str]], *, env: dict, cwd: str, out) -> tuple[list, list]:
+    """Start one getjobs per argv in the background, their log lines prefixed on ``out``."""
+    procs, pumps = [], []
+    for i, argv in enumerate(argvs):
+        if i == 0:
+            out.write("demo: $ getjobs " + " ".join(argv[3:]) + f"   (x{len(argvs)}, in the background)\n")
+        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t = threading.Thread(target=_pump, args=(p.stderr, f"[worker {i + 1}] ", out), daemon=True)
+        t.start()
+        procs.append(p)
+        pumps.append(t)
+    return procs, pumps
+
+
+def stop_workers(procs: list, pumps: list) -> list[int]:
+    """Drain them (SIGTERM: running jobs finish) and return their exit codes."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=60) for p in procs]
+    for t in pumps:
+        t.join(timeout=2)
+    return codes
+
+
+def demo_args(argv, *, prog: str, description: str, output: str):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--data", default=os.path.join(repo_root(), "examples", "data"),
+                        help="directory to process (default: examples/data)")
+    parser.add_argument("--output", default=output, help="where the results are downloaded")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    return dict(data_dir=args.data, output_dir=os.path.abspath(args.output), workers=args.workers,
+                concurrency=args.concurrency)
+
+
 def _download(s3, prefix: str, target: str, *, bucket: str = BUCKET) -> list[str]:
     if os.path.isdir(target):
         shutil.rmtree(target)
@@ -133,18 +159,8 @@ def _errors(s3, batch_id: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="demo.py", description="The whole pipeline on the embedded endpoint: "
-                                     "submit examples/data, run workers, show the results.")
-    parser.add_argument("--data", default=os.path.join(repo_root(), "examples", "data"),
-                        help="directory to process (default: examples/data)")
-    parser.add_argument("--output", default="demo-output", help="where the results are downloaded")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args(argv)
-    return run_demo(data_dir=args.data, output_dir=os.path.abspath(args.output), workers=args.workers,
-                    concurrency=args.concurrency)
+    return run_demo(**demo_args(argv, prog="demo.py", output="demo-output", description="The whole pipeline on the "
+                                "embedded endpoint: submit examples/data, run workers, show the results."))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ embedded endpoint. No sendjobs: S3 itself sends a job for every object created u
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from demo import REGION, _download, _pump, repo_root
+from demo import REGION, _download, demo_args, repo_root, start_workers, stop_workers
 
 from filejobs import aws
 from filejobs.local import local_endpoint
@@ -50,16 +48,8 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
         work = [sys.executable, "-m", "getjobs", "--s3-events", "--bucket", BUCKET, "--input-prefix", "input/",
                 "--output-prefix", "output/", "--concurrency", str(concurrency), "--retry-delay", "1",
                 "--wait-time", "2", "--grace", "10"]
-        procs, pumps = [], []
-        for i in range(workers):
-            argv = work + [os.path.join(scratch, f"work-{i}"), ".json", QUEUE, REGION] + template
-            if i == 0:
-                out.write("demo: $ getjobs " + " ".join(argv[3:]) + f"   (x{workers}, in the background)\n")
-            p = subprocess.Popen(argv, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            t = threading.Thread(target=_pump, args=(p.stderr, f"[worker {i + 1}] ", out), daemon=True)
-            t.start()
-            procs.append(p)
-            pumps.append(t)
+        procs, pumps = start_workers([work + [os.path.join(scratch, f"work-{i}"), ".json", QUEUE, REGION] + template
+                                      for i in range(workers)], env=env, cwd=root, out=out)
         clients = aws.make_clients(aws.Target(region=REGION, endpoint_url=url))
         try:
             uploaded = _arrive(clients.s3, data_dir, out)
@@ -71,11 +61,7 @@ def run_demo(*, data_dir: str, output_dir: str, workers: int = 2, concurrency: i
                                     text=True)
             out.write(waited.stderr)
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            codes = [p.wait(timeout=60) for p in procs]
-            for t in pumps:
-                t.join(timeout=2)
+            codes = stop_workers(procs, pumps)
         outputs = _download(clients.s3, "output/", output_dir, bucket=BUCKET)
         dlq_url = clients.sqs.get_queue_url(QueueName=QUEUE + "-dlq")["QueueUrl"]
         dlq = int(clients.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=[
@@ -106,18 +92,8 @@ def _arrive(s3, data_dir: str, out) -> int:
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="demo_events.py", description="S3 event notifications on the embedded "
-                                     "endpoint: upload files, watch the workers process them.")
-    parser.add_argument("--data", default=os.path.join(repo_root(), "examples", "data"),
-                        help="directory to upload (default: examples/data)")
-    parser.add_argument("--output", default="demo-events-output", help="where the results are downloaded")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args(argv)
-    return run_demo(data_dir=args.data, output_dir=os.path.abspath(args.output), workers=args.workers,
-                    concurrency=args.concurrency)
+    return run_demo(**demo_args(argv, prog="demo_events.py", output="demo-events-output", description="S3 event "
+                                "notifications on the embedded endpoint: upload files, watch the workers process them."))
 
 
 if __name__ == "__main__":
