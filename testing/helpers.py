@@ -45,6 +45,22 @@ def session(region: str = REGION, **kwargs):
     return boto3.Session(botocore_session=core, region_name=region, **kwargs)
 
 
+def vanish_during_walk(monkeypatch, rel: str) -> None:
+    """sendjobs' walk yields ``rel`` and then the file is gone, as if deleted between the walk and
+    its upload."""
+    from filejobs.send import sender
+
+    real_walk = sender.walk
+
+    def walk_then_delete(*args, **kw):
+        for f in real_walk(*args, **kw):
+            if f.rel == rel:
+                os.unlink(f.path)
+            yield f
+
+    monkeypatch.setattr(sender, "walk", walk_then_delete)
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

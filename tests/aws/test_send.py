@@ -10,11 +10,10 @@ import pytest
 from filejobs import message
 from filejobs.records import JournalRow
 from filejobs.send import FatalSendError, SendConfig, Sender
-from filejobs.send import sender as sender_module
 from filejobs.send.journal import Journal, journal_path
 from filejobs.send.pipeline import SEND_ATTEMPTS
 from filejobs.transfer import MiB, TransferConfig
-from testing.helpers import list_keys, drain_queue
+from testing.helpers import drain_queue, list_keys, vanish_during_walk
 
 
 def make_tree(root, files):
@@ -106,15 +105,7 @@ def test_files_uploaded_but_not_sent_are_sent_without_a_second_upload(tmp_path, 
 def test_a_vanished_file_is_reported_by_name_and_gets_no_job(tmp_path, mocked, make_resources, monkeypatch):
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"a.txt": "alpha", "gone.txt": "soon"})
-    real_walk = sender_module.walk
-
-    def walk_then_delete(*args, **kw):
-        for f in real_walk(*args, **kw):
-            if f.rel == "gone.txt":
-                os.unlink(f.path)
-            yield f
-
-    monkeypatch.setattr(sender_module, "walk", walk_then_delete)
+    vanish_during_walk(monkeypatch, "gone.txt")
     summary = Sender(config(tmp_path, res, data), mocked).run()
     assert (summary.files_sent, summary.files_failed, summary.ok) == (1, 1, False)
     assert summary.failures[0].rel == "gone.txt" and "cannot read" in summary.failures[0].reason

@@ -13,8 +13,7 @@ from filejobs import aws, message
 from filejobs.crt import CrtPutter
 from filejobs.ops import resources
 from filejobs.send import FatalSendError, SendConfig, Sender
-from filejobs.send import sender as sender_module
-from testing.helpers import REGION, drain_queue, list_keys, run_tool, unique
+from testing.helpers import REGION, drain_queue, list_keys, run_tool, unique, vanish_during_walk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not __import__("filejobs.crt").crt.available(),
                                                   reason="the crt extra is not installed")]
@@ -77,15 +76,7 @@ def test_a_missing_bucket_stops_the_run_with_one_line(server, res, tmp_path):
 
 def test_a_file_that_vanished_is_named_once_and_gets_no_job(server, res, tmp_path, monkeypatch):
     data = tree(tmp_path / "data", ["a.txt", "gone.txt", "c.txt"])
-    real_walk = sender_module.walk
-
-    def walk_then_delete(*args, **kw):
-        for f in real_walk(*args, **kw):
-            if f.rel == "gone.txt":
-                os.unlink(f.path)
-            yield f
-
-    monkeypatch.setattr(sender_module, "walk", walk_then_delete)
+    vanish_during_walk(monkeypatch, "gone.txt")
     summary = Sender(config(tmp_path, res, data), server).run()
     assert (summary.files_sent, summary.files_failed) == (2, 1)
     assert [(f.rel, f.reason.split(":")[0]) for f in summary.failures] == [("gone.txt", "cannot read")]

@@ -16,8 +16,7 @@ import pytest
 from filejobs import message
 from filejobs.ops import resources
 from filejobs.send import FatalSendError, SendConfig, Sender
-from filejobs.send import sender as sender_module
-from testing.helpers import REGION, ROOT, drain_queue, list_keys, run_tool, unique
+from testing.helpers import REGION, ROOT, drain_queue, list_keys, run_tool, unique, vanish_during_walk
 
 pytestmark = pytest.mark.e2e
 
@@ -70,15 +69,7 @@ def test_every_file_goes_up_once_with_one_job_and_a_rerun_sends_nothing(server, 
 
 def test_a_file_that_vanished_is_named_once_and_the_rest_is_sent(server, res, tmp_path, monkeypatch):
     data = files(tmp_path, 30)
-    real_walk = sender_module.walk
-
-    def walk_then_delete(*args, **kw):
-        for f in real_walk(*args, **kw):
-            if f.rel == "f0007.txt":
-                os.unlink(f.path)
-            yield f
-
-    monkeypatch.setattr(sender_module, "walk", walk_then_delete)
+    vanish_during_walk(monkeypatch, "f0007.txt")
     summary = Sender(config(tmp_path, res, data), server).run()
     assert (summary.files_sent, summary.files_failed) == (29, 1)
     assert [(f.rel, f.reason.split(":")[0]) for f in summary.failures] == [("f0007.txt", "cannot read")]
