@@ -61,6 +61,18 @@ def vanish_during_walk(monkeypatch, rel: str) -> None:
     monkeypatch.setattr(sender, "walk", walk_then_delete)
 
 
+def cli_runner():
+    """click's CliRunner with stderr apart from stdout: the default from click 8.2, an option before
+    (click 8.1 is what Python 3.9 gets)."""
+    import inspect
+
+    from click.testing import CliRunner
+
+    if "mix_stderr" in inspect.signature(CliRunner).parameters:
+        return CliRunner(mix_stderr=False)
+    return CliRunner()
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -11,13 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from click.testing import CliRunner
 
 from filejobs import aws
 from filejobs import cli as jobctl
 from filejobs.ops.cfn import Services
 from testing.awsstub import Calls
-from testing.helpers import REGION
+from testing.helpers import REGION, cli_runner
 from testing import helpers
 
 SERVICES = ("cloudformation", "s3", "sqs", "autoscaling", "cloudwatch", "ec2")
@@ -55,7 +54,7 @@ class OpsEnv:
 
     def jobctl(self, *args, input: str | None = None):
         """Run ``jobctl ARGS`` in-process; ``result.exit_code``, ``.stdout``, ``.stderr``."""
-        return CliRunner().invoke(jobctl.cli, [str(a) for a in args], obj={"services": self.services},
+        return cli_runner().invoke(jobctl.cli, [str(a) for a in args], obj={"services": self.services},
                                   prog_name="jobctl", input=input)
 
 
@@ -83,7 +82,9 @@ def write_artifact(path: str, payload: bytes = b"wheels") -> str:
 
 def error_line(result) -> str:
     """A CLI failure's line: the only ``jobctl: error:`` line, the last on stderr, no traceback anywhere."""
-    lines = result.stderr.strip().splitlines()
+    # click before 8.2 echoes prompt answers to stdout, so the error may follow a prompt on its line.
+    lines = [line[line.find("jobctl: error: "):] if "jobctl: error: " in line else line
+             for line in result.stderr.strip().splitlines()]
     errors = [line for line in lines if line.startswith("jobctl: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -5,17 +5,17 @@ import os
 from urllib.parse import unquote_plus
 
 import pytest
-from click.testing import CliRunner
 
 import getjobs
 import sendjobs
 from filejobs import aws, clitools
 from filejobs import cli as jobctl
+from testing.helpers import cli_runner
 
 
 @pytest.fixture
 def run():
-    runner = CliRunner()
+    runner = cli_runner()
 
     def invoke(tool, *args, prog=None):
         return runner.invoke(tool.cli, [str(a) for a in args], prog_name=prog or tool.__name__.split(".")[-1])

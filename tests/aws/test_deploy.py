@@ -25,7 +25,7 @@ import pytest
 from filejobs.ops import cfn
 from filejobs.ops.template import load_template
 from testing.awsstub import error
-from testing.helpers import REGION, ROOT
+from testing.helpers import REGION, ROOT, cli_runner
 from testing.opsenv import error_line, ops_env, write_artifact
 
 STACK = "fj"
@@ -246,11 +246,10 @@ def test_no_credentials_is_one_line_exit_3(archive, monkeypatch, tmp_path):
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup on 169.254.169.254
-    from click.testing import CliRunner
-
+    
     from filejobs import cli
 
-    result = CliRunner().invoke(cli.cli, ["deploy", STACK, "--artifact", archive, "--yes", "--region", REGION],
+    result = cli_runner().invoke(cli.cli, ["deploy", STACK, "--artifact", archive, "--yes", "--region", REGION],
                                 prog_name="jobctl")
     assert result.exit_code == 3
     assert "no AWS credentials found" in error_line(result)

@@ -7,11 +7,10 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from click.testing import CliRunner
 
 import getjobs
 from filejobs import aws
-from testing.helpers import REGION
+from testing.helpers import REGION, cli_runner
 from testing.autoscaling import instance_in_a_group
 from testing.imds import FakeImds
 from testing.recorder import CallRecorder
@@ -39,7 +38,7 @@ def recorder(monkeypatch):
 
 
 def run(*args):
-    result = CliRunner().invoke(getjobs.cli, [str(a) for a in args], prog_name="getjobs")
+    result = cli_runner().invoke(getjobs.cli, [str(a) for a in args], prog_name="getjobs")
     return result, result.stderr.strip().splitlines()
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 import getjobs
 from filejobs import message
 from filejobs.message import Job
-from testing.helpers import REGION
+from testing.helpers import REGION, cli_runner
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def queue_with_a_job(mocked, make_resources):
 
 
 def run(*args):
-    result = CliRunner().invoke(getjobs.cli, [str(a) for a in args], prog_name="getjobs")
+    result = cli_runner().invoke(getjobs.cli, [str(a) for a in args], prog_name="getjobs")
     return result, result.stderr.strip().splitlines()
 
 

@@ -11,14 +11,13 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from click.testing import CliRunner
 
 from filejobs import aws
 from filejobs import cli as jobctl
 from filejobs.ops import redrive, status
 from filejobs.records import ErrorRecord
 from moto_jobs import submit, work
-from testing.helpers import drain_queue
+from testing.helpers import cli_runner, drain_queue
 
 
 class ScriptedMoveTasks:
@@ -129,7 +128,7 @@ def test_the_cli_exits_1_when_the_move_task_failed(tmp_path, mocked, make_resour
     res = failed_twice(tmp_path, mocked, make_resources)
     clients, _ = with_move_tasks(mocked, res, [("FAILED", 1)])
     monkeypatch.setattr("filejobs.cli.connect", lambda target: clients)
-    result = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--json"],
+    result = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--json"],
                                 prog_name="jobctl")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
@@ -143,13 +142,13 @@ def test_a_move_task_still_running_at_the_timeout_exits_124_and_keeps_the_record
     res = failed_twice(tmp_path, mocked, make_resources)
     clients, fake = with_move_tasks(mocked, res, ["RUNNING"] * 50)
     monkeypatch.setattr("filejobs.cli.connect", lambda target: clients)
-    result = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--timeout", "0"],
+    result = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--timeout", "0"],
                                 prog_name="jobctl")
     assert result.exit_code == 124
     assert (f"the move task is RUNNING (0 moved so far); see it finish with 'jobctl redrive {res.queue_url} --status'"
             in result.stderr)
     assert status.batch_status(mocked, bucket=res.bucket).failed == 2
-    tasks = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url, "--status"], prog_name="jobctl")
+    tasks = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url, "--status"], prog_name="jobctl")
     assert tasks.exit_code == 0 and tasks.stderr.startswith("move task RUNNING, 0 of 2 moved (started 2026-01-01")
 
 
@@ -157,7 +156,7 @@ def test_no_wait_starts_the_task_and_returns(tmp_path, mocked, make_resources, m
     res = failed_twice(tmp_path, mocked, make_resources)
     clients, fake = with_move_tasks(mocked, res, [])
     monkeypatch.setattr("filejobs.cli.connect", lambda target: clients)
-    result = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--no-wait"],
+    result = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url, "--bucket", res.bucket, "--no-wait"],
                                 prog_name="jobctl")
     assert result.exit_code == 0 and fake.calls == ["StartMessageMoveTask"]
     assert "see it finish with" in result.stderr
@@ -194,7 +193,7 @@ def test_an_endpoint_without_move_tasks_is_moved_by_hand_and_status_says_it_has_
     result = redrive.redrive(mocked, queue=res.queue_url, errors_bucket=res.bucket)
     assert (result.method, result.status, result.moved, result.errors_cleared) == ("receive/send/delete",
                                                                                    "COMPLETED", 2, 2)
-    tasks = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url, "--status"], prog_name="jobctl")
+    tasks = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url, "--status"], prog_name="jobctl")
     assert tasks.exit_code == 1 and "this endpoint has no message move tasks" in tasks.stderr
 
 
@@ -210,7 +209,7 @@ def test_a_move_by_hand_can_stamp_each_copy(tmp_path, mocked, make_resources):
 def test_a_missing_dead_letter_queue_is_named(mocked, make_resources):
     res = make_resources(mocked)
     mocked.sqs.delete_queue(QueueUrl=res.dlq_url)
-    result = CliRunner().invoke(jobctl.cli, ["redrive", res.queue_url], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["redrive", res.queue_url], prog_name="jobctl")
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"jobctl: error: the dead-letter queue {res.dlq_url.rsplit('/', 1)[1]} of "
                                      f"{res.queue_url} does not exist")

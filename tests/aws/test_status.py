@@ -6,7 +6,6 @@ tests/unit/test_status_arithmetic.py; the printed lines in tests/unit/test_statu
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from filejobs import cli as jobctl
 from filejobs import message, statusview
@@ -14,6 +13,7 @@ from filejobs.ops import listing, redrive, status
 from filejobs.records import ErrorRecord, ManifestEntry, ManifestHeader
 from moto_jobs import failing_for, submit, work
 from testing.recorder import CallRecorder
+from testing.helpers import cli_runner
 
 
 def test_status_counts_done_failed_in_progress_and_waiting(tmp_path, mocked, make_resources):
@@ -60,7 +60,7 @@ def test_status_wait_exits_0_on_success_and_1_with_the_failed_files(tmp_path, mo
     res = make_resources(mocked, max_receive_count=1)
     submit(tmp_path, mocked, res, ["ok.txt", "bad.txt"])
     work(tmp_path, mocked, res, failing_for("bad.txt"))
-    result = CliRunner().invoke(jobctl.cli, ["status", "--wait", res.bucket], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["status", "--wait", res.bucket], prog_name="jobctl")
     assert result.exit_code == 1
     assert "1/2 done" in result.stderr and "'input/bad.txt': exit code 4" in result.stderr
 
@@ -68,7 +68,7 @@ def test_status_wait_exits_0_on_success_and_1_with_the_failed_files(tmp_path, mo
     (tmp_path / "two").mkdir()
     submit(tmp_path / "two", mocked, res2, ["ok.txt"])
     work(tmp_path / "two", mocked, res2, ["cp"])
-    ok = CliRunner().invoke(jobctl.cli, ["status", "--wait", "--json", res2.bucket], prog_name="jobctl")
+    ok = cli_runner().invoke(jobctl.cli, ["status", "--wait", "--json", res2.bucket], prog_name="jobctl")
     assert ok.exit_code == 0 and json.loads(ok.stdout)["done"] == 1
 
 
@@ -76,7 +76,7 @@ def test_wait_gives_up_after_its_timeout_with_exit_124_and_a_last_status_line(tm
     res = make_resources(mocked)
     sent = submit(tmp_path, mocked, res, ["never-processed", "done"])
     mocked.s3.put_object(Bucket=res.bucket, Key="output/done.out", Body=b"x")
-    result = CliRunner().invoke(jobctl.cli, ["status", "--wait", "--interval", "0.1", "--timeout", "0.3", "--json",
+    result = cli_runner().invoke(jobctl.cli, ["status", "--wait", "--interval", "0.1", "--timeout", "0.3", "--json",
                                              res.bucket], prog_name="jobctl")
     assert result.exit_code == 124
     assert result.stderr.splitlines()[-1] == (f"timed out after 0.3s: 1 of 2 jobs still pending (batch {sent.batch_id}, "
@@ -106,7 +106,7 @@ def test_sendjobs_wait_timeout_exits_124_with_a_last_status_line(tmp_path, mocke
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("x")
-    result = CliRunner().invoke(sendjobs.cli, ["--wait", "--wait-interval", "0.1", "--timeout", "0.2", str(data),
+    result = cli_runner().invoke(sendjobs.cli, ["--wait", "--wait-interval", "0.1", "--timeout", "0.2", str(data),
                                                res.bucket, "input/", "output/", res.queue_url, "us-east-1"],
                                 prog_name="sendjobs")
     assert result.exit_code == 124, result.stderr
@@ -115,8 +115,8 @@ def test_sendjobs_wait_timeout_exits_124_with_a_last_status_line(tmp_path, mocke
 
 def test_timeout_without_wait_is_a_usage_error(tmp_path, mocked):
     import sendjobs
-    status_run = CliRunner().invoke(jobctl.cli, ["status", "--timeout", "5", "b-bucket"], prog_name="jobctl")
-    send_run = CliRunner().invoke(sendjobs.cli, ["--timeout", "5", str(tmp_path), "b-bucket", "in/", "out/", "q"],
+    status_run = cli_runner().invoke(jobctl.cli, ["status", "--timeout", "5", "b-bucket"], prog_name="jobctl")
+    send_run = cli_runner().invoke(sendjobs.cli, ["--timeout", "5", str(tmp_path), "b-bucket", "in/", "out/", "q"],
                                   prog_name="sendjobs")
     assert (status_run.exit_code, send_run.exit_code) == (2, 2)
     assert "--timeout goes with --wait" in status_run.stderr and "--timeout goes with --wait" in send_run.stderr
@@ -126,7 +126,7 @@ def test_timeout_without_wait_is_a_usage_error(tmp_path, mocked):
 def test_help_says_what_each_exit_status_means(tool, args):
     import sendjobs
     cli = sendjobs.cli if tool == "sendjobs" else jobctl.cli
-    text = " ".join(CliRunner().invoke(cli, args + ["--help"], prog_name=tool).output.split())
+    text = " ".join(cli_runner().invoke(cli, args + ["--help"], prog_name=tool).output.split())
     for code in ("0 every", "1 an error", "2 bad usage", "124 --", "130 interrupted"):
         assert code in text, code
 
@@ -138,7 +138,7 @@ def test_sendjobs_wait_follows_the_batch_it_sent(tmp_path, mocked, make_resource
     data.mkdir()
     (data / "a.txt").write_text("x")
     mocked.s3.put_object(Bucket=res.bucket, Key="output/a.txt.out", Body=b"already there")  # a fast worker
-    result = CliRunner().invoke(sendjobs.cli, ["--wait", "--wait-interval", "0.1", str(data), res.bucket, "input/",
+    result = cli_runner().invoke(sendjobs.cli, ["--wait", "--wait-interval", "0.1", str(data), res.bucket, "input/",
                                                "output/", res.queue_url, "us-east-1"], prog_name="sendjobs")
     assert result.exit_code == 0, result.stderr
     assert "1/1 done (100%)" in result.stderr
@@ -161,7 +161,7 @@ def test_redrive_moves_failed_jobs_back_and_they_succeed_after_the_fix(tmp_path,
 def test_redrive_cli_reports_a_count(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
     mocked.sqs.send_message(QueueUrl=res.dlq_url, MessageBody="{}")
-    result = CliRunner().invoke(jobctl.cli, ["redrive", "--dry-run", res.queue_url], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["redrive", "--dry-run", res.queue_url], prog_name="jobctl")
     assert result.exit_code == 0 and "1 messages in the dead-letter queue would be moved" in result.stderr
 
 
@@ -216,12 +216,12 @@ def test_an_unreadable_failure_record_still_counts_its_job_as_failed(tmp_path, m
 
 def test_a_batch_without_a_manifest_or_with_a_broken_one_is_one_line(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
-    result = CliRunner().invoke(jobctl.cli, ["status", res.bucket, "20260101T000000Z-abcdef"], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["status", res.bucket, "20260101T000000Z-abcdef"], prog_name="jobctl")
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"jobctl: error: batch 20260101T000000Z-abcdef has no manifest at "
                                      f"s3://{res.bucket}/batches/20260101T000000Z-abcdef/manifest.jsonl")
     mocked.s3.put_object(Bucket=res.bucket, Key="batches/x/manifest.jsonl", Body=b'{"v": 9}\n')
-    broken = CliRunner().invoke(jobctl.cli, ["status", res.bucket, "x"], prog_name="jobctl")
+    broken = cli_runner().invoke(jobctl.cli, ["status", res.bucket, "x"], prog_name="jobctl")
     assert broken.exit_code == 1 and "cannot be read: manifest header has version 9" in broken.stderr
 
 
@@ -275,7 +275,7 @@ def test_a_status_of_1000_jobs_costs_a_handful_of_requests_on_other_stores_too(t
 
 
 def test_a_missing_bucket_is_named(mocked):
-    result = CliRunner().invoke(jobctl.cli, ["status", "no-such-bucket-x"], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["status", "no-such-bucket-x"], prog_name="jobctl")
     assert result.exit_code == 1
     assert result.stderr.strip() == "jobctl: error: bucket no-such-bucket-x does not exist"
 
@@ -335,7 +335,7 @@ def test_a_waiting_prefix_status_reads_each_batch_header_once(mocked, make_resou
 def test_jobctl_status_prefix_prints_the_counts_and_the_failures(mocked, make_resources):
     res = make_resources(mocked)
     arrivals(mocked, res)
-    result = CliRunner().invoke(jobctl.cli, ["status", res.bucket, "--prefix", "input/", "--output-prefix", "output/",
+    result = cli_runner().invoke(jobctl.cli, ["status", res.bucket, "--prefix", "input/", "--output-prefix", "output/",
                                              "--queue", res.queue_url, "--json"], prog_name="jobctl")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("prefix 'input/'  2/4 done (75%)  1 failed  0 in progress  1 waiting\nqueue: 0")
@@ -349,7 +349,7 @@ def test_jobctl_status_prefix_prints_the_counts_and_the_failures(mocked, make_re
     (["--output-prefix", "output/"], "--output-prefix and --queue go with --prefix"),
 ])
 def test_a_prefix_status_needs_its_output_prefix_and_no_batch(args, why):
-    result = CliRunner().invoke(jobctl.cli, ["status", "b-bucket", *args], prog_name="jobctl")
+    result = cli_runner().invoke(jobctl.cli, ["status", "b-bucket", *args], prog_name="jobctl")
     assert result.exit_code == 2 and why in result.stderr
 
 

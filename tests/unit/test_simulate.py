@@ -14,12 +14,12 @@ import os
 import random
 
 import pytest
-from click.testing import CliRunner
 
 from filejobs import cli
 from filejobs.ops import replay, scaling, simulate
 from filejobs.ops.stackparams import param_specs
 from filejobs.ops.template import load_template
+from testing.helpers import cli_runner
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
 GOLDEN = {
@@ -50,7 +50,7 @@ FIGURES = {
 
 
 def jobctl(*args):
-    return CliRunner().invoke(cli.cli, ["simulate", *map(str, args)], prog_name="jobctl")
+    return cli_runner().invoke(cli.cli, ["simulate", *map(str, args)], prog_name="jobctl")
 
 
 @pytest.fixture(scope="module")
