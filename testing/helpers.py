@@ -73,6 +73,20 @@ def cli_runner():
     return CliRunner()
 
 
+def worker_python() -> str | None:
+    """An interpreter the workers' wheelhouse installs on (its wheels need Python >= 3.10; the
+    workers run 3.12): this one, or another on PATH when the tests run on 3.9."""
+    import shutil
+
+    if sys.version_info >= (3, 10):
+        return sys.executable
+    for name in ("python3.12", "python3.13", "python3.11", "python3.10"):
+        found = shutil.which(name)  # a pyenv shim is found but may not run: ask it
+        if found and subprocess.run([found, "-c", "import venv"], capture_output=True).returncode == 0:
+            return found
+    return None
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

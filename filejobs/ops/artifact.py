@@ -179,6 +179,12 @@ def _cached(pins: list[Pin], folder: str) -> dict[str, str] | None:
     return None if None in found.values() else found
 
 
+#: The workers' Python (user-data.sh's PYTHON): the wheels are chosen for it, not for whichever
+#: Python builds the artifact (a laptop's 3.9 would find no boto3 release that still supports it).
+WORKER_PYTHON_VERSION = "3.12"
+_FOR_WORKERS = ("--only-binary=:all:", "--python-version", WORKER_PYTHON_VERSION)
+
+
 def download_dependencies(dest_dir: str, *, lock: str = LOCK_PATH, cache_dir: str | None = None,
                           run=subprocess.run, python: str = sys.executable) -> list[str]:
     """The locked wheels in ``dest_dir``; from ``cache_dir/<lock hash>/`` when it has them all."""
@@ -188,7 +194,7 @@ def download_dependencies(dest_dir: str, *, lock: str = LOCK_PATH, cache_dir: st
     if found is None:
         os.makedirs(folder, exist_ok=True)
         result = run([python, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
-                      "--only-binary=:all:", "--require-hashes", "--dest", folder, "-r", lock],
+                      *_FOR_WORKERS, "--require-hashes", "--dest", folder, "-r", lock],
                      capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()
@@ -246,7 +252,7 @@ def write_lock(requirements: list[str], path: str = LOCK_PATH, *, run=subprocess
     """Resolve ``requirements`` (e.g. ["boto3==1.44.8", "click==8.5.1"]) with pip and write the lock."""
     with tempfile.TemporaryDirectory(prefix="lock-") as tmp:
         result = run([python, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
-                      "--only-binary=:all:", "--dest", tmp, *requirements], capture_output=True, text=True)
+                      *_FOR_WORKERS, "--dest", tmp, *requirements], capture_output=True, text=True)
         if result.returncode != 0:
             raise ArtifactError(f"pip download failed: {(result.stderr or '').strip()[-300:]}")
         pins = []

@@ -25,7 +25,7 @@ from filejobs import message
 from filejobs.message import Job
 from filejobs.ops import scaling
 from filejobs.ops.template import Resolver, load_template
-from testing.helpers import REGION, ROOT, unique
+from testing.helpers import REGION, ROOT, unique, worker_python
 from testing.imds import FakeImds
 
 USER_DATA = ud.USER_DATA
@@ -246,7 +246,10 @@ def _stubs(folder: Path) -> None:
     folder.mkdir()
     for name in ("dnf", "systemctl", "useradd", "amazon-cloudwatch-agent-ctl", "sleep"):
         (folder / name).write_text(RECORDING_STUB)
-    (folder / "python3.12").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # the repo's AL2023 python
+    python = worker_python()
+    if python is None:
+        pytest.skip("no Python >= 3.10 to install the workers' wheelhouse on")
+    (folder / "python3.12").write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')  # the repo's AL2023 python
     (folder / "aws").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT}/testing/awscli_stub.py" "$@"\n')
     for stub in folder.iterdir():
         stub.chmod(0o755)

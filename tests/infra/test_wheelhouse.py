@@ -18,6 +18,7 @@ import pytest
 from filejobs import __version__
 from filejobs.ops import artifact
 from filejobs.ops.template import load_template
+from testing.helpers import worker_python
 import testing.userdata as ud
 
 
@@ -112,7 +113,10 @@ def test_the_wheelhouse_installs_in_a_fresh_venv_with_no_index_and_no_network(wh
     with tarfile.open(wheelhouse.path) as tar:
         tar.extractall(tmp_path, filter="data")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = worker_python()
+    if python is None:
+        pytest.skip("no Python >= 3.10 to install the workers' wheelhouse on")
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9"}
     install = subprocess.run(_offline([
@@ -130,3 +134,11 @@ def test_the_wheelhouse_installs_in_a_fresh_venv_with_no_index_and_no_network(wh
                             "--no-cache-dir", "-q", "-r", str(tmp_path / "wheelhouse/requirements.txt")],
                            env=env, capture_output=True, text=True)
     assert again.returncode != 0 and "hash" in again.stderr.lower()
+
+
+def test_the_wheels_are_chosen_for_the_python_the_workers_run():
+    """Whatever Python builds the artifact, pip picks wheels for user data's interpreter."""
+    from filejobs.ops.artifact import WORKER_PYTHON_VERSION
+
+    script = open(os.path.join(os.path.dirname(__file__), "..", "..", "user-data.sh"), encoding="utf-8").read()
+    assert f"\nPYTHON=python{WORKER_PYTHON_VERSION}\n" in script
