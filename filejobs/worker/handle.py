@@ -1,4 +1,4 @@
-"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder. Makes no
+"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder (``folders.py``). Makes no
 SQS call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
 
 What a body asks for is ``intake.read``'s decision (pure); here each job is only done. A message
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import enum
 import os
-import shutil
-import tempfile
 import time
 from typing import Callable
 
@@ -27,6 +25,7 @@ from ..intake import Ask
 from ..message import Job
 from ..transfer import get_to_file, put_file
 from .config import WorkerConfig
+from .folders import Folders, remove
 from .inflight import Inflight, Lease
 from .outcome import Kind, Outcome
 
@@ -44,13 +43,18 @@ class Write(enum.Enum):
 
 class Handler:
     def __init__(self, config: WorkerConfig, s3, runner, inflight: Inflight, *, log: EventLog,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, folders: Folders | None = None):
         self.c = config
         self.s3 = s3
         self.runner = runner
         self.inflight = inflight
         self.log = log
         self.clock = clock
+        self.folders = folders or Folders(config.work_dir, log=log)
+
+    def close(self) -> None:
+        """Remove the job folders (the worker is stopping)."""
+        self.folders.close()
 
     def handle(self, lease: Lease) -> Outcome:
         """What became of ``lease``'s jobs; never raises (an unexpected error is a failure)."""
@@ -91,16 +95,11 @@ class Handler:
     def _run(self, job: Job, output_key: str, lease: Lease, *, last: bool) -> Outcome:
         if lease.attempt > 1 and self._already_done(job, output_key):
             return Outcome.duplicate("output exists for this input version")
-        job_dir = tempfile.mkdtemp(prefix=f"job-{os.getpid()}-", dir=self.c.work_dir)  # mode 0700
-        try:
+        with self.folders.job() as job_dir:  # held until the upload is over
             return self._in_folder(job, output_key, lease, job_dir, last=last)
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
 
     def _in_folder(self, job: Job, output_key: str, lease: Lease, job_dir: str, *, last: bool) -> Outcome:
         in_dir, out_dir = os.path.join(job_dir, "in"), os.path.join(job_dir, "out")
-        os.mkdir(in_dir)
-        os.mkdir(out_dir)
         input_path = os.path.join(in_dir, message.safe_local_name(job.relative_name))
         output_path = os.path.join(out_dir, message.safe_local_name(job.relative_name, self.c.extension))
         fetched = self._download(job, input_path)
@@ -273,7 +272,7 @@ def remove_stale_job_dirs(work_dir: str, log: EventLog) -> None:
         pid = int(parts[1])
         if pid == os.getpid() or _alive(pid):
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        remove(entry.path)
         log("cleaned", folder=entry.name, reason="left by a worker that is no longer running")
 
 
