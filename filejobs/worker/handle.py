@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 import time
 from typing import Callable
 
@@ -116,14 +117,14 @@ class Handler:
             return Outcome.cancelled()
         if not result.ok:
             return Outcome.failed(result.reason, exit_code=result.exit_code, stderr_tail=result.stderr_tail)
-        problem = _output_problem(output_path)
+        problem, info = _inspect_output(output_path)
         if problem:
             return Outcome.failed(problem, exit_code=0, stderr_tail=result.stderr_tail)
         metadata = {META_INPUT_ETAG: (job.etag or fetched.get("ETag") or "").strip('"')}
         if job.batch_id:
             metadata[META_BATCH] = job.batch_id
         try:
-            written = self._upload(job, output_key, output_path, metadata)
+            written = self._upload(job, output_key, output_path, metadata, info)
         except Exception as exc:  # noqa: BLE001
             return Outcome.failed(f"upload failed: {aws.describe(exc)}")
         if written is Write.DUPLICATE:
@@ -153,12 +154,12 @@ class Handler:
 
     # ------------------------------------------------------------------ outputs
 
-    def _upload(self, job: Job, output_key: str, output_path: str, metadata: dict) -> Write:
+    def _upload(self, job: Job, output_key: str, output_path: str, metadata: dict, info: os.stat_result) -> Write:
         """Upload a file, or every file of a directory under ``output_key/``. DUPLICATE when every
         write found the same input version's output already there; STALE as soon as one found the
         output of a newer input version (nothing more is written then)."""
-        if not os.path.isdir(output_path):
-            return self._put_once(job, output_key, output_path, metadata)
+        if not stat.S_ISDIR(info.st_mode):
+            return self._put_once(job, output_key, output_path, metadata, size=info.st_size)
         written = []
         for key, path in _directory_files(output_key, output_path):
             message.check_key(key, label="output key")
@@ -168,13 +169,14 @@ class Handler:
             written.append(outcome)
         return Write.WRITTEN if Write.WRITTEN in written else Write.DUPLICATE
 
-    def _put_once(self, job: Job, key: str, path: str, metadata: dict) -> Write:
+    def _put_once(self, job: Job, key: str, path: str, metadata: dict, *, size: int | None = None) -> Write:
         """Create ``key``; if it exists, replace it only with the output of the input's *current*
         version. Two jobs for two versions of one input can finish in any order: the older one,
         finishing last, must not overwrite the newer one's output (it is stale, and skipped)."""
         mine = metadata[META_INPUT_ETAG]
         try:
-            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True)
+            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True,
+                     size=size)
             return Write.WRITTEN
         except Exception as exc:  # noqa: BLE001
             if not aws.is_precondition_failed(exc):
@@ -188,7 +190,7 @@ class Handler:
             try:
                 # If-Match: only the output we looked at; a newer job's write in between wins.
                 put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata,
-                         if_match=head["ETag"])
+                         if_match=head["ETag"], size=size)
                 return Write.WRITTEN
             except Exception as exc:  # noqa: BLE001
                 if not aws.is_precondition_failed(exc):
@@ -241,15 +243,21 @@ def combine(ends: list[tuple[Job, Outcome]]) -> tuple[Job, Outcome]:
     return done[0] if done else ends[0]
 
 
-def _output_problem(output_path: str) -> str | None:
-    """Why a command that exited 0 left nothing to upload, if it did."""
-    if not os.path.lexists(output_path):
-        return "the command exited 0 but wrote no output"
-    if os.path.islink(output_path):
-        return "the output is a symlink; refusing to follow it"
-    if os.path.isdir(output_path) and not any(True for _ in _directory_files("", output_path)):
-        return "the command wrote no file in its output directory"
-    return None
+def _inspect_output(output_path: str) -> tuple[str | None, os.stat_result | None]:
+    """Why a command that exited 0 left nothing to upload (None if it did), and what it left: one
+    ``lstat`` (a symlink is never followed)."""
+    try:
+        info = os.lstat(output_path)
+    except FileNotFoundError:
+        return "the command exited 0 but wrote no output", None
+    if stat.S_ISLNK(info.st_mode):
+        return "the output is a symlink; refusing to follow it", None
+    if stat.S_ISDIR(info.st_mode):
+        if not any(True for _ in _directory_files("", output_path)):
+            return "the command wrote no file in its output directory", None
+    elif not stat.S_ISREG(info.st_mode):
+        return "the output is not a regular file or a directory", None
+    return None, info
 
 
 def _directory_files(output_key: str, folder: str):

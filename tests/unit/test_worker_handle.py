@@ -145,6 +145,11 @@ def test_an_output_that_is_a_symlink_is_not_followed(tmp_path):
     assert outcome.kind is Kind.FAILED and "symlink" in outcome.reason
 
 
+def test_an_output_that_is_neither_a_file_nor_a_directory_fails_without_being_read(tmp_path):
+    outcome = Setup(tmp_path, Runner(action=lambda i, o: os.mkfifo(o))).handle()
+    assert (outcome.kind, outcome.reason) == (Kind.FAILED, "the output is not a regular file or a directory")
+
+
 def test_a_directory_output_is_uploaded_file_by_file(tmp_path):
     def pages(_, out):
         os.makedirs(os.path.join(out, "p"))
