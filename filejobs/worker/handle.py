@@ -1,4 +1,4 @@
-"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder (``folders.py``). Makes no
+"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder (folders.py). Makes no
 SQS call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
 
 What a body asks for is ``intake.read``'s decision (pure); here each job is only done. A message
