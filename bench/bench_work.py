@@ -9,7 +9,10 @@ legacy message bodies), ``getjobs --handler handlers:copy`` and the minimal hand
 every request. Throughput is jobs ÷ the child's active window (first request → last completed
 call, measured by ``instrument.py``; interpreter start-up excluded for every tool alike).
 
-Standalone: ``python bench/bench_work.py --endpoint moto --jobs 300``.
+Standalone: ``python bench/bench_work.py --endpoint moto --jobs 300``; issue 14 (worker side):
+``python bench/bench_work.py --endpoint fauxqs --what alternate --jobs 2000 --reps 3
+--compare-root ../old-checkout`` runs old getjobs, this getjobs and the minimal loop in turn, each
+round in the same order (``--delay-ms 30`` for the latency model).
 """
 
 from __future__ import annotations
@@ -128,13 +131,14 @@ def run_original(fx: Fixture, label: str, *, delay_ms: float = 0, count: int | N
     return _result(run, n, fx.outputs(out), label)
 
 
-def alternate(fx: Fixture, *, concurrency: int, reps: int, compare_root: str | None) -> dict:
+def alternate(fx: Fixture, *, concurrency: int, reps: int, compare_root: str | None, delay_ms: float = 0) -> dict:
     """getjobs (and another checkout's, as "old") beside the minimal loop, ``reps`` rounds,
-    alternating within each round, no added latency. Returns label → list of results."""
-    runners = {"new": lambda label: run_getjobs(fx, label, concurrency=concurrency),
-               "minimal": lambda label: run_minimal(fx, label, concurrency=concurrency)}
+    alternating within each round. Returns label → list of results."""
+    runners = {"new": lambda label: run_getjobs(fx, label, concurrency=concurrency, delay_ms=delay_ms),
+               "minimal": lambda label: run_minimal(fx, label, concurrency=concurrency, delay_ms=delay_ms)}
     if compare_root:
-        runners = {"old": lambda label: run_getjobs(fx, label, concurrency=concurrency, root=compare_root),
+        runners = {"old": lambda label: run_getjobs(fx, label, concurrency=concurrency, root=compare_root,
+                                                    delay_ms=delay_ms),
                    **runners}
     out: dict = {label: [] for label in runners}
     for rep in range(reps):
@@ -193,7 +197,7 @@ def main():
     p.add_argument("--endpoint", choices=["moto", "fauxqs"], default="moto")
     p.add_argument("--jobs", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--delay-ms", type=float, default=30)
+    p.add_argument("--delay-ms", type=float, default=None, help="added per request (compare: 30, alternate: 0)")
     p.add_argument("--what", choices=["compare", "big", "alternate"], default="compare")
     p.add_argument("--reps", type=int, default=3, help="alternate: rounds")
     p.add_argument("--compare-root", default=None, help="alternate: another checkout, measured as 'old'")
@@ -208,17 +212,19 @@ def main():
         fx = Fixture(ep, a.jobs)
         if a.what == "alternate":
             try:
-                runs = alternate(fx, concurrency=a.concurrency, reps=a.reps, compare_root=a.compare_root)
+                runs = alternate(fx, concurrency=a.concurrency, reps=a.reps, compare_root=a.compare_root,
+                                 delay_ms=a.delay_ms or 0)
             finally:
                 fx.close()
             _summary(runs)
             return
+        delay_ms = 30 if a.delay_ms is None else a.delay_ms
         try:
             res = {"getjobs": run_getjobs(fx, "getjobs", concurrency=a.concurrency),
                    "minimal": run_minimal(fx, "minimal", concurrency=a.concurrency),
                    "original": run_original(fx, "original"),
-                   "getjobs_delay": run_getjobs(fx, "getjobs-d", concurrency=a.concurrency, delay_ms=a.delay_ms),
-                   "minimal_delay": run_minimal(fx, "minimal-d", concurrency=a.concurrency, delay_ms=a.delay_ms)}
+                   "getjobs_delay": run_getjobs(fx, "getjobs-d", concurrency=a.concurrency, delay_ms=delay_ms),
+                   "minimal_delay": run_minimal(fx, "minimal-d", concurrency=a.concurrency, delay_ms=delay_ms)}
         finally:
             fx.close()
         for k, v in res.items():
