@@ -144,8 +144,11 @@ class LineBuffer:
             with self._changed:
                 pending, self._pending = self._pending, []
             for stream, text in _by_stream(pending):
-                stream.write(text)
-                stream.flush()
+                try:
+                    stream.write(text)
+                    stream.flush()
+                except (OSError, ValueError):  # stderr gone (a closed pipe): nowhere to say it
+                    pass
 
     def close(self) -> None:
         with self._changed:

@@ -99,3 +99,15 @@ def test_the_text_timestamp_follows_the_clock_across_seconds():
     now[0] += 61.5
     log("b")
     assert out.getvalue() == "2025-12-04T00:00:00Z a\n2025-12-04T00:01:01Z b\n"
+
+
+class Broken(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError("the reader went away")
+
+
+def test_a_buffered_log_whose_stream_broke_drops_its_lines_and_keeps_going():
+    log = EventLog(fmt="plain", stream=Broken(), flush_s=3600)
+    log("done", key="a")
+    log.close()  # no exception: the worker does not fail its jobs over a lost log line
+    log("done", key="b")
