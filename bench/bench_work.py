@@ -9,7 +9,10 @@ legacy message bodies), ``getjobs --handler handlers:copy`` and the minimal hand
 every request. Throughput is jobs ÷ the child's active window (first request → last completed
 call, measured by ``instrument.py``; interpreter start-up excluded for every tool alike).
 
-Standalone: ``python bench/bench_work.py --endpoint moto --jobs 300``.
+Standalone: ``python bench/bench_work.py --endpoint moto --jobs 300``; issue 14 (worker side):
+``python bench/bench_work.py --endpoint fauxqs --what alternate --jobs 2000 --reps 3
+--compare-root ../old-checkout`` runs old getjobs, this getjobs and the minimal loop in turn, each
+round in the same order (``--delay-ms 30`` for the latency model).
 """
 
 from __future__ import annotations
@@ -89,15 +92,18 @@ def _result(run, jobs: int, outputs: int, label: str) -> dict:
         raise RuntimeError(f"{label}: only {outputs} of {jobs} outputs written\n{run.stderr[-2000:]}")
     return {"jobs": jobs, "active_s": run.active_s, "wall_s": run.wall_s, "jobs_per_s": jobs / run.active_s,
             "requests": run.requests, "requests_per_job": run.requests / jobs, "rss_mib": run.maxrss_mib,
-            "cpu_s": run.cpu_s, "ops": (run.counts or {}).get("by_operation")}
+            "cpu_s": run.cpu_s, "cpu_ms_per_job": 1000 * run.cpu_s / jobs, "switches_per_job": run.switches / jobs,
+            "ops": (run.counts or {}).get("by_operation")}
 
 
-def run_getjobs(fx: Fixture, label: str, *, concurrency: int, delay_ms: float = 0, count: int | None = None) -> dict:
+def run_getjobs(fx: Fixture, label: str, *, concurrency: int, delay_ms: float = 0, count: int | None = None,
+                root: str = ROOT) -> dict:
+    """getjobs of this checkout, or of another one (``root``: an older commit, measured beside it)."""
     n = fx.jobs if count is None else count
     out = f"out-{label}/"
     qname, _ = fx.queue(out, count=n)
     env = common.bench_env(fx.ep, fx.workdir(label + "-state"))
-    argv = [GETJOBS, "--concurrency", str(concurrency), "--handler", HANDLER, "--max-jobs", str(n),
+    argv = [os.path.join(root, "getjobs.py"), "--concurrency", str(concurrency), "--handler", HANDLER, "--max-jobs", str(n),
             "--exit-when-idle", "20", "--wait-time", "2", fx.workdir(label), ".out", qname, REGION]
     run = check(run_child(argv, env, timeout=1800, delay_ms=delay_ms), f"getjobs ({label})")
     return _result(run, n, fx.outputs(out), label)
@@ -123,6 +129,35 @@ def run_original(fx: Fixture, label: str, *, delay_ms: float = 0, count: int | N
             qname, REGION]
     run = check(run_child(argv, env, timeout=1800, delay_ms=delay_ms), f"original worker ({label})")
     return _result(run, n, fx.outputs(out), label)
+
+
+def alternate(fx: Fixture, *, concurrency: int, reps: int, compare_root: str | None, delay_ms: float = 0) -> dict:
+    """getjobs (and another checkout's, as "old") beside the minimal loop, ``reps`` rounds,
+    alternating within each round. Returns label → list of results."""
+    runners = {"new": lambda label: run_getjobs(fx, label, concurrency=concurrency, delay_ms=delay_ms),
+               "minimal": lambda label: run_minimal(fx, label, concurrency=concurrency, delay_ms=delay_ms)}
+    if compare_root:
+        runners = {"old": lambda label: run_getjobs(fx, label, concurrency=concurrency, root=compare_root,
+                                                    delay_ms=delay_ms),
+                   **runners}
+    out: dict = {label: [] for label in runners}
+    for rep in range(reps):
+        for label, run in runners.items():
+            r = run(f"{label}-{rep}")
+            out[label].append(r)
+            print(f"   {label:8} run {rep + 1}: {r['cpu_ms_per_job']:.2f} ms CPU/job, "
+                  f"{r['switches_per_job']:.0f} switches/job, {r['jobs_per_s']:.0f} jobs/s, "
+                  f"{r['requests_per_job']:.3f} requests/job, {r['rss_mib']:.0f} MiB", flush=True)
+    return out
+
+
+def _summary(runs: dict) -> None:
+    for label, rs in runs.items():
+        def mm(key):
+            values = sorted(r[key] for r in rs)
+            return f"{values[(len(values) - 1) // 2]:.2f} ({values[0]:.2f}–{values[-1]:.2f})"
+        print(f"{label:8} CPU ms/job {mm('cpu_ms_per_job')}, jobs/s {mm('jobs_per_s')}, "
+              f"switches/job {mm('switches_per_job')}")
 
 
 def big_job(ep, *, size: int = 1 << 30, work: str = "/tmp") -> dict:
@@ -162,8 +197,10 @@ def main():
     p.add_argument("--endpoint", choices=["moto", "fauxqs"], default="moto")
     p.add_argument("--jobs", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--delay-ms", type=float, default=30)
-    p.add_argument("--what", choices=["compare", "big"], default="compare")
+    p.add_argument("--delay-ms", type=float, default=None, help="added per request (compare: 30, alternate: 0)")
+    p.add_argument("--what", choices=["compare", "big", "alternate"], default="compare")
+    p.add_argument("--reps", type=int, default=3, help="alternate: rounds")
+    p.add_argument("--compare-root", default=None, help="alternate: another checkout, measured as 'old'")
     a = p.parse_args()
     if a.endpoint == "fauxqs":
         common.reexec_in_netns()
@@ -173,12 +210,21 @@ def main():
             print(json.dumps(big_job(ep), indent=1))
             return
         fx = Fixture(ep, a.jobs)
+        if a.what == "alternate":
+            try:
+                runs = alternate(fx, concurrency=a.concurrency, reps=a.reps, compare_root=a.compare_root,
+                                 delay_ms=a.delay_ms or 0)
+            finally:
+                fx.close()
+            _summary(runs)
+            return
+        delay_ms = 30 if a.delay_ms is None else a.delay_ms
         try:
             res = {"getjobs": run_getjobs(fx, "getjobs", concurrency=a.concurrency),
                    "minimal": run_minimal(fx, "minimal", concurrency=a.concurrency),
                    "original": run_original(fx, "original"),
-                   "getjobs_delay": run_getjobs(fx, "getjobs-d", concurrency=a.concurrency, delay_ms=a.delay_ms),
-                   "minimal_delay": run_minimal(fx, "minimal-d", concurrency=a.concurrency, delay_ms=a.delay_ms)}
+                   "getjobs_delay": run_getjobs(fx, "getjobs-d", concurrency=a.concurrency, delay_ms=delay_ms),
+                   "minimal_delay": run_minimal(fx, "minimal-d", concurrency=a.concurrency, delay_ms=delay_ms)}
         finally:
             fx.close()
         for k, v in res.items():

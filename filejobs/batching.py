@@ -12,7 +12,7 @@ Both tools use these two pieces: the sender (SendMessageBatch) and the worker's 
 
 from __future__ import annotations
 
-import queue as queue_mod
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Sequence, TypeVar
@@ -23,23 +23,23 @@ from . import aws
 MAX_ENTRIES = 10
 
 T = TypeVar("T")
-_CLOSE = object()
 
 
 class Batcher(Generic[T]):
-    """Groups items into batches for ``flush``, from one thread (``run``), so only it ever holds a
-    partial batch.
+    """Groups items into batches for ``flush``, from one thread (``run``), so only it ever sends.
 
     A batch goes out when it is full (``max_entries``, or ``max_bytes`` of ``size_of``), when no more
-    items are coming soon (``more_coming()`` is false once the input is momentarily empty), or once
-    its first item has waited ``max_linger_s``. Waiting for more keeps batches full (≈1 request per
-    10 items) without delaying the last ones: the caller knows whether more are on the way.
+    items are coming soon (``more_coming()``, asked every ``poll_s`` while a batch is partial), or
+    once its first item has waited ``max_linger_s``. Waiting for more keeps batches full (≈1 request
+    per 10 items) without delaying the last ones: the caller knows whether more are on the way.
+    ``put`` wakes the flushing thread only for a batch's first item and when the batch is full,
+    not for every item (a wake-up is a context switch).
     """
 
     def __init__(self, flush: Callable[[list[T]], None], *, max_linger_s: float,
                  more_coming: Callable[[], bool] = lambda: False, max_entries: int = MAX_ENTRIES,
                  max_bytes: int | None = None, size_of: Callable[[T], int] = lambda _: 0,
-                 clock: Callable[[], float] = time.monotonic, poll_s: float = 0.02, maxsize: int = 0):
+                 clock: Callable[[], float] = time.monotonic, poll_s: float = 0.02):
         self.flush = flush
         self.max_linger_s = max_linger_s
         self.more_coming = more_coming
@@ -48,51 +48,57 @@ class Batcher(Generic[T]):
         self.size_of = size_of
         self.clock = clock
         self.poll_s = poll_s
-        self._items: queue_mod.Queue = queue_mod.Queue(maxsize=maxsize)
+        self._changed = threading.Condition()
+        self._items: list[T] = []
+        self._first_at = 0.0  # when the oldest waiting item came
+        self._closed = False
 
     def put(self, item: T) -> None:
-        self._items.put(item)
+        with self._changed:
+            self._items.append(item)
+            if len(self._items) == 1:
+                self._first_at = self.clock()
+                self._changed.notify()
+            elif self._full():
+                self._changed.notify()
 
     def close(self) -> None:
         """``run`` flushes what it holds and returns."""
-        self._items.put(_CLOSE)
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
 
     def run(self) -> None:
-        pending: list[T] = []
-        first_at = 0.0
         while True:
-            try:
-                item = self._items.get(timeout=self.poll_s if pending else None)
-            except queue_mod.Empty:
-                item = None
-            if item is _CLOSE:
-                break
-            if item is not None:
-                if not pending:
-                    first_at = self.clock()
-                pending.append(item)
-            while pending and (self._full(pending) or (
-                    item is None and (not self.more_coming() or self.clock() - first_at >= self.max_linger_s))):
-                self.flush(self._take(pending))
-                first_at = self.clock()
-        while pending:
-            self.flush(self._take(pending))
+            with self._changed:
+                while not self._items and not self._closed:
+                    self._changed.wait()
+                if not self._items:
+                    return
+                if not (self._closed or self._full()):
+                    self._changed.wait(self.poll_s)  # more may come; woken early once the batch is full
+                due = self._closed or self._full() or self.clock() - self._first_at >= self.max_linger_s
+            if due or not self.more_coming():
+                with self._changed:
+                    batch = self._take()
+                self.flush(batch)
 
-    def _full(self, pending: list[T]) -> bool:
-        if len(pending) >= self.max_entries:
+    def _full(self) -> bool:
+        if len(self._items) >= self.max_entries:
             return True
-        return self.max_bytes is not None and sum(self.size_of(i) for i in pending) > self.max_bytes
+        return self.max_bytes is not None and sum(self.size_of(i) for i in self._items) > self.max_bytes
 
-    def _take(self, pending: list[T]) -> list[T]:
-        """The longest head of ``pending`` that fits one request; the rest waits its turn."""
+    def _take(self) -> list[T]:
+        """The longest head of the waiting items that fits one request; the rest waits its turn."""
         batch: list[T] = []
         size = 0
-        for item in pending[:self.max_entries]:
+        for item in self._items[:self.max_entries]:
             if batch and self.max_bytes is not None and size + self.size_of(item) > self.max_bytes:
                 break
             batch.append(item)
             size += self.size_of(item)
-        del pending[:len(batch)]
+        del self._items[:len(batch)]
+        self._first_at = self.clock()
         return batch
 
 

@@ -1,4 +1,4 @@
-"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder. Makes no
+"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder (folders.py). Makes no
 SQS call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
 
 What a body asks for is ``intake.read``'s decision (pure); here each job is only done. A message
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
-import shutil
-import tempfile
+import stat
 import time
 from typing import Callable
 
@@ -27,6 +26,7 @@ from ..intake import Ask
 from ..message import Job
 from ..transfer import get_to_file, put_file
 from .config import WorkerConfig
+from .folders import Folders, remove
 from .inflight import Inflight, Lease
 from .outcome import Kind, Outcome
 
@@ -44,13 +44,18 @@ class Write(enum.Enum):
 
 class Handler:
     def __init__(self, config: WorkerConfig, s3, runner, inflight: Inflight, *, log: EventLog,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, folders: Folders | None = None):
         self.c = config
         self.s3 = s3
         self.runner = runner
         self.inflight = inflight
         self.log = log
         self.clock = clock
+        self.folders = folders or Folders(config.work_dir, log=log)
+
+    def close(self) -> None:
+        """Remove the job folders (the worker is stopping)."""
+        self.folders.close()
 
     def handle(self, lease: Lease) -> Outcome:
         """What became of ``lease``'s jobs; never raises (an unexpected error is a failure)."""
@@ -91,16 +96,11 @@ class Handler:
     def _run(self, job: Job, output_key: str, lease: Lease, *, last: bool) -> Outcome:
         if lease.attempt > 1 and self._already_done(job, output_key):
             return Outcome.duplicate("output exists for this input version")
-        job_dir = tempfile.mkdtemp(prefix=f"job-{os.getpid()}-", dir=self.c.work_dir)  # mode 0700
-        try:
+        with self.folders.job() as job_dir:  # held until the upload is over
             return self._in_folder(job, output_key, lease, job_dir, last=last)
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
 
     def _in_folder(self, job: Job, output_key: str, lease: Lease, job_dir: str, *, last: bool) -> Outcome:
         in_dir, out_dir = os.path.join(job_dir, "in"), os.path.join(job_dir, "out")
-        os.mkdir(in_dir)
-        os.mkdir(out_dir)
         input_path = os.path.join(in_dir, message.safe_local_name(job.relative_name))
         output_path = os.path.join(out_dir, message.safe_local_name(job.relative_name, self.c.extension))
         fetched = self._download(job, input_path)
@@ -117,14 +117,14 @@ class Handler:
             return Outcome.cancelled()
         if not result.ok:
             return Outcome.failed(result.reason, exit_code=result.exit_code, stderr_tail=result.stderr_tail)
-        problem = _output_problem(output_path)
+        problem, info = _inspect_output(output_path)
         if problem:
             return Outcome.failed(problem, exit_code=0, stderr_tail=result.stderr_tail)
         metadata = {META_INPUT_ETAG: (job.etag or fetched.get("ETag") or "").strip('"')}
         if job.batch_id:
             metadata[META_BATCH] = job.batch_id
         try:
-            written = self._upload(job, output_key, output_path, metadata)
+            written = self._upload(job, output_key, output_path, metadata, info)
         except Exception as exc:  # noqa: BLE001
             return Outcome.failed(f"upload failed: {aws.describe(exc)}")
         if written is Write.DUPLICATE:
@@ -154,12 +154,12 @@ class Handler:
 
     # ------------------------------------------------------------------ outputs
 
-    def _upload(self, job: Job, output_key: str, output_path: str, metadata: dict) -> Write:
+    def _upload(self, job: Job, output_key: str, output_path: str, metadata: dict, info: os.stat_result) -> Write:
         """Upload a file, or every file of a directory under ``output_key/``. DUPLICATE when every
         write found the same input version's output already there; STALE as soon as one found the
         output of a newer input version (nothing more is written then)."""
-        if not os.path.isdir(output_path):
-            return self._put_once(job, output_key, output_path, metadata)
+        if not stat.S_ISDIR(info.st_mode):
+            return self._put_once(job, output_key, output_path, metadata, size=info.st_size)
         written = []
         for key, path in _directory_files(output_key, output_path):
             message.check_key(key, label="output key")
@@ -169,13 +169,14 @@ class Handler:
             written.append(outcome)
         return Write.WRITTEN if Write.WRITTEN in written else Write.DUPLICATE
 
-    def _put_once(self, job: Job, key: str, path: str, metadata: dict) -> Write:
+    def _put_once(self, job: Job, key: str, path: str, metadata: dict, *, size: int | None = None) -> Write:
         """Create ``key``; if it exists, replace it only with the output of the input's *current*
         version. Two jobs for two versions of one input can finish in any order: the older one,
         finishing last, must not overwrite the newer one's output (it is stale, and skipped)."""
         mine = metadata[META_INPUT_ETAG]
         try:
-            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True)
+            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True,
+                     size=size)
             return Write.WRITTEN
         except Exception as exc:  # noqa: BLE001
             if not aws.is_precondition_failed(exc):
@@ -189,7 +190,7 @@ class Handler:
             try:
                 # If-Match: only the output we looked at; a newer job's write in between wins.
                 put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata,
-                         if_match=head["ETag"])
+                         if_match=head["ETag"], size=size)
                 return Write.WRITTEN
             except Exception as exc:  # noqa: BLE001
                 if not aws.is_precondition_failed(exc):
@@ -242,15 +243,21 @@ def combine(ends: list[tuple[Job, Outcome]]) -> tuple[Job, Outcome]:
     return done[0] if done else ends[0]
 
 
-def _output_problem(output_path: str) -> str | None:
-    """Why a command that exited 0 left nothing to upload, if it did."""
-    if not os.path.lexists(output_path):
-        return "the command exited 0 but wrote no output"
-    if os.path.islink(output_path):
-        return "the output is a symlink; refusing to follow it"
-    if os.path.isdir(output_path) and not any(True for _ in _directory_files("", output_path)):
-        return "the command wrote no file in its output directory"
-    return None
+def _inspect_output(output_path: str) -> tuple[str | None, os.stat_result | None]:
+    """Why a command that exited 0 left nothing to upload (None if it did), and what it left: one
+    ``lstat`` (a symlink is never followed)."""
+    try:
+        info = os.lstat(output_path)
+    except FileNotFoundError:
+        return "the command exited 0 but wrote no output", None
+    if stat.S_ISLNK(info.st_mode):
+        return "the output is a symlink; refusing to follow it", None
+    if stat.S_ISDIR(info.st_mode):
+        if not any(True for _ in _directory_files("", output_path)):
+            return "the command wrote no file in its output directory", None
+    elif not stat.S_ISREG(info.st_mode):
+        return "the output is not a regular file or a directory", None
+    return None, info
 
 
 def _directory_files(output_key: str, folder: str):
@@ -273,7 +280,7 @@ def remove_stale_job_dirs(work_dir: str, log: EventLog) -> None:
         pid = int(parts[1])
         if pid == os.getpid() or _alive(pid):
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        remove(entry.path)
         log("cleaned", folder=entry.name, reason="left by a worker that is no longer running")
 
 

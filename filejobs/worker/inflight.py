@@ -67,6 +67,10 @@ class Inflight:
         self.clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        # The poller waits on its own condition, and is woken only once what it waits for is there
+        # (``_wake_at`` free slots), not whenever one slot frees up: a wake-up is a context switch.
+        self._slots = threading.Condition(self._lock)
+        self._wake_at: int | None = None
         self._leases: dict[int, Lease] = {}
         self._in_slot = 0
         self._dispatched = 0
@@ -90,15 +94,20 @@ class Inflight:
 
     def wait_for_slots(self, *, cap: int, linger_s: float, stopping: Callable[[], bool]) -> int:
         """Block until ``slots_to_ask`` says how many to receive; 0 once ``stopping()``."""
-        with self._changed:
+        with self._lock:
             deadline = self.clock() + linger_s
-            while not stopping():
-                left = deadline - self.clock()
-                want = slots_to_ask(concurrency=self.concurrency, in_slot=self._in_slot,
-                                    held=len(self._leases), cap=cap, lingered=left <= 0)
-                if want:
-                    return want
-                self._changed.wait(left if left > 0 else 0.5)
+            try:
+                while not stopping():
+                    left = deadline - self.clock()
+                    want = slots_to_ask(concurrency=self.concurrency, in_slot=self._in_slot,
+                                        held=len(self._leases), cap=cap, lingered=left <= 0)
+                    if want:
+                        return want
+                    # Before the linger's end only a full set is worth a wake-up; after it, any slot.
+                    self._wake_at = min(cap, self.concurrency) if left > 0 else 1
+                    self._slots.wait(left if left > 0 else 0.5)
+            finally:
+                self._wake_at = None
         return 0
 
     def free_slots(self) -> int:
@@ -120,17 +129,24 @@ class Inflight:
             return now - self._last_activity
 
     def wake(self) -> None:
-        with self._changed:
+        with self._lock:
             self._changed.notify_all()
+            self._slots.notify_all()
+
+    def _freed(self) -> None:
+        """A slot or a job thread came free (lock held): wake the poller if it now has what it waits for."""
+        if self._wake_at is not None and free_slots(concurrency=self.concurrency, in_slot=self._in_slot,
+                                                    held=len(self._leases)) >= self._wake_at:
+            self._slots.notify()
 
     # ------------------------------------------------------------------ the job threads' side
 
     def free_slot(self, lease: Lease) -> None:
-        with self._changed:
+        with self._lock:
             if lease.in_slot:
                 lease.in_slot = False
                 self._in_slot -= 1
-                self._changed.notify_all()
+                self._freed()
 
     def claim_settle(self, lease: Lease) -> bool:
         """True for the first caller only (a job thread, or shutdown releasing a stuck job); waits
@@ -151,7 +167,8 @@ class Inflight:
                 self._in_slot -= 1
             self._leases.pop(id(lease), None)
             self._last_activity = self.clock()
-            self._changed.notify_all()
+            self._freed()
+            self._changed.notify_all()  # wait_until_empty
             return not self._leases
 
     # ------------------------------------------------------------------ heartbeat and shutdown

@@ -128,6 +128,7 @@ class Worker:
                            abort_wait_s=rule.abort_wait_s(self.clock()))
             deleter.join(timeout=30)
             beats_stop.set()
+            handler.close()
             if self.protector:
                 self.protector.set_busy(False, now=True)  # from whichever thread runs the worker
             self._departure.finish(rule)

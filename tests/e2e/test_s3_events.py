@@ -148,7 +148,10 @@ def test_an_event_storm_of_1000_uploads_loses_nothing(server, make_resources, tm
     window = 30
     res = make_resources(server, visibility_timeout_s=60)
     notify(server, res)
-    workers = Workers(server, [getjobs_args(res, tmp_path / f"w{i}", "--concurrency", "10", idle_s=1)
+    # The uploaders wait for the workers' "done" lines, which getjobs writes in batches (up to
+    # 0.1 s late, later on a loaded machine): with --exit-when-idle 1 a worker could see that gap
+    # as idleness and leave while uploads wait for it. 3 s of idleness is never part of the storm.
+    workers = Workers(server, [getjobs_args(res, tmp_path / f"w{i}", "--concurrency", "10", idle_s=3)
                                for i in range(2)])
     s3 = boto3.client("s3", endpoint_url=server.env["AWS_ENDPOINT_URL"], region_name=REGION,
                       config=aws.client_config(max_pool_connections=16))

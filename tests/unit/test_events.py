@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 from filejobs.events import EventLog
 
@@ -49,3 +50,64 @@ def test_metrics_are_off_unless_asked_for_and_then_go_to_their_own_stream():
     assert record["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Queue"]]
     assert record["JobsDone"] == 1 and record["JobDuration"] == 1.5 and record["Queue"] == "q"
     assert out.getvalue() == ""
+
+
+class Recorded(io.StringIO):
+    """A stream that counts its writes and says when it was flushed."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+        self.flushed = threading.Event()
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+    def flush(self):
+        self.flushed.set()
+
+
+def test_buffered_lines_are_written_together_in_order_and_at_once_after_close():
+    err, metrics = Recorded(), Recorded()
+    log = EventLog(fmt="plain", stream=err, metrics=True, metrics_stream=metrics, flush_s=3600)
+    for n in range(5):
+        log("done", key=f"k{n}")
+    log.metric("JobsDone")
+    assert err.getvalue() == "" and metrics.getvalue() == ""  # an hour's delay: nothing written yet
+    log.close()
+    assert err.getvalue() == "".join(f"done: key='k{n}'\n" for n in range(5)) and err.writes == 1
+    assert json.loads(metrics.getvalue())["JobsDone"] == 1
+    log("summary", done=5)
+    assert err.getvalue().endswith("summary: done=5\n")
+
+
+def test_a_buffered_line_is_written_within_the_delay_with_no_other_line_after_it():
+    err = Recorded()
+    log = EventLog(fmt="plain", stream=err, flush_s=0.01)
+    log("started", key="long-job")
+    assert err.flushed.wait(10), "the line was never written"
+    assert err.getvalue() == "started: key='long-job'\n"
+    log.close()
+
+
+def test_the_text_timestamp_follows_the_clock_across_seconds():
+    now = [1764806400.0]
+    out = io.StringIO()
+    log = EventLog(stream=out, wall_clock=lambda: now[0])
+    log("a")
+    now[0] += 61.5
+    log("b")
+    assert out.getvalue() == "2025-12-04T00:00:00Z a\n2025-12-04T00:01:01Z b\n"
+
+
+class Broken(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError("the reader went away")
+
+
+def test_a_buffered_log_whose_stream_broke_drops_its_lines_and_keeps_going():
+    log = EventLog(fmt="plain", stream=Broken(), flush_s=3600)
+    log("done", key="a")
+    log.close()  # no exception: the worker does not fail its jobs over a lost log line
+    log("done", key="b")

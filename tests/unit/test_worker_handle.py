@@ -69,12 +69,15 @@ def test_a_job_is_downloaded_run_and_uploaded_create_only_with_the_input_version
     assert s.p.log.names() == ["received", "started"]
 
 
-def test_each_job_runs_in_a_private_folder_that_is_removed_afterwards(tmp_path):
+def test_each_job_runs_in_a_private_folder_emptied_afterwards_and_removed_when_the_worker_stops(tmp_path):
     s = Setup(tmp_path)
     s.handle()
     (run,) = s.runner.runs
     assert run["mode"] == 0o700 and os.path.dirname(run["cwd"]) == str(s.work)
     assert os.path.basename(run["cwd"]).startswith(f"job-{os.getpid()}-")
+    assert sorted(os.listdir(run["cwd"])) == ["in", "out"]
+    assert os.listdir(os.path.join(run["cwd"], "in")) == os.listdir(os.path.join(run["cwd"], "out")) == []
+    s.handler.close()
     assert os.listdir(s.work) == []
 
 
@@ -140,6 +143,11 @@ def test_a_command_that_exits_0_without_output_fails(tmp_path):
 def test_an_output_that_is_a_symlink_is_not_followed(tmp_path):
     outcome = Setup(tmp_path, Runner(action=lambda i, o: os.symlink("/etc/passwd", o))).handle()
     assert outcome.kind is Kind.FAILED and "symlink" in outcome.reason
+
+
+def test_an_output_that_is_neither_a_file_nor_a_directory_fails_without_being_read(tmp_path):
+    outcome = Setup(tmp_path, Runner(action=lambda i, o: os.mkfifo(o))).handle()
+    assert (outcome.kind, outcome.reason) == (Kind.FAILED, "the output is not a regular file or a directory")
 
 
 def test_a_directory_output_is_uploaded_file_by_file(tmp_path):

@@ -84,3 +84,25 @@ def test_cancel_all_reaches_every_held_lease_and_any_admitted_later():
     p.inflight.cancel_all()
     leases += admit(p.inflight, body("input/c"))  # a long poll that returned after the abort
     assert all(lease.cancel.is_set() for lease in leases)
+
+
+def test_the_waiting_poller_is_woken_once_a_full_set_of_slots_is_free_not_at_each_slot():
+    p = Parts(concurrency=4)
+    leases = admit(p.inflight, *[body(f"input/{i}") for i in range(4)])
+    looked, asked = threading.Event(), []
+
+    def stopping():  # called each time the poller looks again (under the lock, before it waits)
+        looked.set()
+        return False
+
+    t = threading.Thread(target=lambda: asked.append(
+        p.inflight.wait_for_slots(cap=10, linger_s=3600, stopping=stopping)), daemon=True)
+    t.start()
+    assert looked.wait(5)
+    for lease in leases[:3]:
+        looked.clear()
+        p.inflight.free_slot(lease)
+        assert not looked.wait(0.05), "woken for a slot while it waits for a full set"
+    p.inflight.free_slot(leases[3])
+    t.join(5)
+    assert asked == [4]
