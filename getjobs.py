@@ -42,7 +42,8 @@ Options go before WORK_DIR; everything after COMMAND is passed to it. The comman
 COMMAND [ARGS...] INPUT_PATH OUTPUT_PATH (no shell), or, when its words name placeholders, as
 written with them replaced inside each word: {input} {output} (local paths), {name} {stem} {ext}
 (of the input's file name), {key} (the input's S3 key), {outdir} (an empty directory whose files are
-all uploaded under the output key); {{ and }} are literal braces. It gets FILEJOBS_INPUT_KEY,
+all uploaded under the output key); {{ and }} are literal braces. A {name}, {stem} or {key} that would
+start an argument with '-' before any '--' fails its job instead of running. It gets FILEJOBS_INPUT_KEY,
 FILEJOBS_OUTPUT_KEY, FILEJOBS_BUCKET, FILEJOBS_BATCH_ID, FILEJOBS_ATTEMPT and FILEJOBS_MESSAGE_ID in
 its environment. A 0 exit with the output written (a file, or a directory whose files are all
 uploaded) makes the job done; its output lands at
@@ -81,7 +82,8 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 @click.option("--output-prefix", default=None, show_envvar=True, help="Only accept outputs under this prefix.")
 @click.option("--s3-events", is_flag=True, show_envvar=True,
               help="Also take S3 event notifications as jobs (files that land in the bucket on their own); "
-                   "needs --bucket, --input-prefix and --output-prefix.")
+                   "needs --bucket, --input-prefix and --output-prefix (outputs and error records outside the "
+                   "input prefix).")
 @click.option("--errors-prefix", default="errors/", show_envvar=True,
               help="Where a job's final failure is recorded (exit code, stderr tail).")
 @click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), default=None, show_envvar=True,
