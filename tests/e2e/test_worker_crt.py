@@ -113,3 +113,24 @@ def test_an_empty_input_gives_an_empty_output(server, res, tmp_path):
     by_name, _ = work(server, res, tmp_path)
     assert by_name["done"]["output"] == "output/empty.out"
     assert server.s3.head_object(Bucket=res.bucket, Key="output/empty.out")["ContentLength"] == 0
+
+
+@pytest.mark.slow
+def test_jobs_survive_s3_errors_resets_and_lost_answers_on_the_crts_requests(server, tmp_path):
+    from testing.faultproxy import FaultProxy
+
+    res = resources.create_all(server.s3, server.sqs, bucket=unique("b"), queue=unique("q"), region=REGION,
+                               settings=resources.QueueSettings(visibility_timeout_s=5, max_receive_count=5))
+    names = [f"f{i:02d}.txt" for i in range(20)]
+    for name in names:
+        send_job(server, res, name, etag=put_input(server, res, name, name.encode()), size=len(name))
+    # 10 % of all requests fail (SQS's through botocore, whose retries get through; the CRT's on
+    # any attempt: a request is lost only if all 6 of its attempts are, and then the job is retried).
+    with FaultProxy(server.target.endpoint_url, rate=0.10, seed=5, timeout_delay_s=0.5) as proxy:
+        ran = run_tool("getjobs", "--transfers", "crt", "--concurrency", "4", "--exit-when-idle", "8",
+                       "--wait-time", "1", "--retry-delay", "0", "--visibility-timeout", "5", tmp_path / "work",
+                       ".out", res.queue_url, REGION, "cp", env={**server.env, "AWS_ENDPOINT_URL": proxy.url})
+    assert ran.returncode == 0, ran.stderr
+    assert proxy.faults_by_op.get("s3:GET", 0) + proxy.faults_by_op.get("s3:PUT", 0) > 0
+    for name in names:
+        assert server.s3.get_object(Bucket=res.bucket, Key=f"output/{name}.out")["Body"].read() == name.encode()
