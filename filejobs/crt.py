@@ -1,4 +1,5 @@
-"""Single-part S3 uploads through the AWS Common Runtime (``awscrt``), the optional ``crt`` extra.
+"""Single-part S3 uploads (and small downloads, for getjobs) through the AWS Common Runtime
+(``awscrt``), the optional ``crt`` extra.
 
 Why: a small PUT through botocore costs ≈1 ms of Python CPU (request building, signing, http.client)
 and holds the GIL; the CRT does the same request in native code on its own event-loop threads
@@ -168,8 +169,9 @@ class CrtPutter:
     def get(self, bucket: str, key: str, path: str, *, on_done: Callable[[dict, BaseException | None], None],
             if_match: str | None = None) -> None:
         """GET ``key`` into the file ``path`` (written by the CRT); ``on_done(headers, error)`` with
-        the response's headers (lower-case names). The CRT validates the object's stored
-        checksum against the bytes received when S3 sends one (``x-amz-checksum-mode``)."""
+        the response's headers (lower-case names). ``validate_response`` asks the CRT to check the
+        bytes against the object's stored checksum when S3 returns one (awscrt S3ChecksumConfig);
+        the caller checks the length against Content-Length."""
         from awscrt.http import HttpHeaders, HttpRequest
         from awscrt.s3 import S3ChecksumConfig, S3RequestType
 
