@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from filejobs import aws
+from filejobs import aws, crt
 from filejobs.clitools import (
     Command,
     Fail,
@@ -117,6 +117,11 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 @click.option("--lifecycle-hook", metavar="NAME", default=None, show_envvar=True,
               help="With --watch-notices and --autoscaling-group: complete this termination lifecycle hook's "
                    "action once the worker has drained, so the group need not wait for the hook's timeout.")
+@click.option("--transfers", type=click.Choice(crt.CHOICES), default="auto", show_envvar=True,
+              envvar=["GETJOBS_TRANSFERS", "FILEJOBS_UPLOADER"],
+              help="What downloads inputs and uploads outputs up to 1 MiB: the AWS CRT (pip install 'filejobs[crt]'), "
+                   "botocore, or auto: the CRT when it is installed and usable. Larger files always go through "
+                   "botocore.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
               help="One line per event on stderr (written in batches, within 0.1 s); json suits CloudWatch Logs.")
 @click.option("--metrics", is_flag=True, show_envvar=True,
@@ -124,7 +129,7 @@ Every option can also be set by an environment variable (shown as 'env var:'), e
 def cli(work_dir, output_extension, queue, region, command, endpoint_url, profile, concurrency, handler, bucket,
         input_prefix, output_prefix, s3_events, errors_prefix, job_timeout, visibility_timeout, heartbeat, grace,
         retry_delay, max_retry_delay, exit_when_idle, max_jobs, wait_time, protect_instance, watch_notices,
-        autoscaling_group, lifecycle_hook, log_format, metrics):
+        autoscaling_group, lifecycle_hook, transfers, log_format, metrics):
     """Process jobs from QUEUE (a name or URL) in REGION: download each input into a private folder
     under WORK_DIR, run COMMAND on it, upload the result, then delete the message.
 
@@ -159,7 +164,8 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
         clients = connect(target, max_pool_connections=concurrency * 2 + 8)
         on_ec2 = ec2_parts(clients, log=log, protect=protect_instance, watch=watch_notices,
                            group=autoscaling_group, hook=lifecycle_hook, drain_timeout_s=grace + 60)
-        worker = Worker(config, clients, runner, log=log, **on_ec2)
+        worker = Worker(config, clients, runner, log=log, **on_ec2,
+                        crt_putter=_crt_putter(transfers, clients, bucket=bucket, concurrency=concurrency))
         worker.install_signal_handlers()
         worker.run()
     except FatalWorkerError as exc:
@@ -167,6 +173,20 @@ def cli(work_dir, output_extension, queue, region, command, endpoint_url, profil
     finally:
         log.close()  # before click prints an error: the lines stay in order
     return 0
+
+
+def _crt_putter(choice: str, clients, *, bucket: str | None, concurrency: int):
+    """The AWS CRT client for small transfers, or None for botocore: chosen as sendjobs chooses
+    (``crt.choose``); without --bucket, each job's bucket is checked as it comes."""
+    try:
+        chosen = crt.choose(choice, clients, bucket, os.environ)
+    except ValueError as exc:
+        raise Fail(str(exc)) from None
+    if chosen != "crt":
+        return None
+    from filejobs.crt import CrtPutter
+    # 2 × concurrency job threads: a job's upload overlaps the next job's download.
+    return CrtPutter(clients, connections=concurrency * 2)
 
 
 def ec2_parts(clients, *, log, protect: bool, watch: bool, group: str | None, hook: str | None,

@@ -11,8 +11,9 @@ call, measured by ``instrument.py``; interpreter start-up excluded for every too
 
 Standalone: ``python bench/bench_work.py --endpoint moto --jobs 300``; issue 14 (worker side):
 ``python bench/bench_work.py --endpoint fauxqs --what alternate --jobs 2000 --reps 3
---compare-root ../old-checkout`` runs old getjobs, this getjobs and the minimal loop in turn, each
-round in the same order (``--delay-ms 30`` for the latency model).
+--compare-root ../old-checkout`` runs old getjobs, this getjobs through botocore ("new"), through
+the AWS CRT ("crt", when the ``crt`` extra is installed) and the minimal loop in turn, each round in
+the same order (``--delay-ms 30`` for the latency model).
 """
 
 from __future__ import annotations
@@ -97,14 +98,17 @@ def _result(run, jobs: int, outputs: int, label: str) -> dict:
 
 
 def run_getjobs(fx: Fixture, label: str, *, concurrency: int, delay_ms: float = 0, count: int | None = None,
-                root: str = ROOT) -> dict:
-    """getjobs of this checkout, or of another one (``root``: an older commit, measured beside it)."""
+                root: str = ROOT, transfers: str | None = None) -> dict:
+    """getjobs of this checkout, or of another one (``root``: an older commit, measured beside it);
+    ``transfers``: its --transfers (crt / botocore), or None for the default (and older checkouts)."""
     n = fx.jobs if count is None else count
     out = f"out-{label}/"
     qname, _ = fx.queue(out, count=n)
     env = common.bench_env(fx.ep, fx.workdir(label + "-state"))
     argv = [os.path.join(root, "getjobs.py"), "--concurrency", str(concurrency), "--handler", HANDLER, "--max-jobs", str(n),
             "--exit-when-idle", "20", "--wait-time", "2", fx.workdir(label), ".out", qname, REGION]
+    if transfers:
+        argv[1:1] = ["--transfers", transfers]
     run = check(run_child(argv, env, timeout=1800, delay_ms=delay_ms), f"getjobs ({label})")
     return _result(run, n, fx.outputs(out), label)
 
@@ -132,10 +136,17 @@ def run_original(fx: Fixture, label: str, *, delay_ms: float = 0, count: int | N
 
 
 def alternate(fx: Fixture, *, concurrency: int, reps: int, compare_root: str | None, delay_ms: float = 0) -> dict:
-    """getjobs (and another checkout's, as "old") beside the minimal loop, ``reps`` rounds,
-    alternating within each round. Returns label → list of results."""
-    runners = {"new": lambda label: run_getjobs(fx, label, concurrency=concurrency, delay_ms=delay_ms),
-               "minimal": lambda label: run_minimal(fx, label, concurrency=concurrency, delay_ms=delay_ms)}
+    """getjobs through botocore and (with the ``crt`` extra) through the AWS CRT, and another
+    checkout's getjobs as "old", beside the minimal loop, ``reps`` rounds, alternating within each
+    round. Returns label → list of results."""
+    from filejobs import crt
+
+    runners = {"new": lambda label: run_getjobs(fx, label, concurrency=concurrency, delay_ms=delay_ms,
+                                                transfers="botocore")}
+    if crt.available():
+        runners["crt"] = lambda label: run_getjobs(fx, label, concurrency=concurrency, delay_ms=delay_ms,
+                                                   transfers="crt")
+    runners["minimal"] = lambda label: run_minimal(fx, label, concurrency=concurrency, delay_ms=delay_ms)
     if compare_root:
         runners = {"old": lambda label: run_getjobs(fx, label, concurrency=concurrency, root=compare_root,
                                                     delay_ms=delay_ms),

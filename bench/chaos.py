@@ -194,9 +194,11 @@ def run(endpoint: str, sc: Scenario, *, workdir: str | None = None, log=lambda *
         env.update(CHAOS_LOG=exec_log, CHAOS_WORKER=app, CHAOS_SLEEP=f"{sc.job_seconds:g}")
         log_path = os.path.join(logs_dir, f"{app}.log")
         heartbeat = max(1.0, sc.visibility_s / 3)
+        # With faults, transfers go through botocore, as sendjobs' uploads do (send_wave says why).
+        transfers = ["--transfers", "botocore"] if sc.fault_rate else []
         with open(log_path, "w") as err:
             proc = subprocess.Popen(
-                [sys.executable, os.path.join(ROOT, "getjobs.py"), "--concurrency", str(sc.concurrency),
+                [sys.executable, os.path.join(ROOT, "getjobs.py"), "--concurrency", str(sc.concurrency), *transfers,
                  "--wait-time", "1", "--visibility-timeout", str(sc.visibility_s), "--heartbeat", f"{heartbeat:g}",
                  "--retry-delay", f"{sc.retry_delay_s:g}", "--max-retry-delay", "5", "--grace", f"{sc.grace_s:g}",
                  "--log-format", "json", "--bucket", bucket, "--input-prefix", "in/", "--output-prefix", "out/",

@@ -1,4 +1,5 @@
-"""Single-part S3 uploads through the AWS Common Runtime (``awscrt``), the optional ``crt`` extra.
+"""Single-part S3 uploads (and small downloads, for getjobs) through the AWS Common Runtime
+(``awscrt``), the optional ``crt`` extra.
 
 Why: a small PUT through botocore costs ≈1 ms of Python CPU (request building, signing, http.client)
 and holds the GIL; the CRT does the same request in native code on its own event-loop threads
@@ -45,11 +46,36 @@ def available() -> bool:
     return True
 
 
-def unsupported(clients: aws.Clients, bucket: str, environ: dict) -> str | None:
+#: S3 answers that mean "not this endpoint / region": botocore re-addresses those, the CRT cannot.
+ELSEWHERE = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301",
+             "TemporaryRedirect", "307"}
+CHOICES = ("auto", "crt", "botocore")
+
+
+def choose(choice: str, clients: aws.Clients, bucket: str | None, environ) -> str:
+    """"crt" or "botocore" for ``choice``: "auto" takes the CRT when it is installed and can serve
+    this bucket (None: any plain bucket, checked per request); "crt" insists (ValueError with the
+    reason when it cannot)."""
+    if choice == "botocore":
+        return "botocore"
+    why = "the AWS CRT is not installed (pip install 'filejobs[crt]')" if not available() else \
+        unsupported(clients, bucket, environ)
+    if why is None:
+        return "crt"
+    if choice == "crt":
+        raise ValueError(f"cannot use the AWS CRT: {why}")
+    return "botocore"
+
+
+def plain_bucket(bucket: str) -> bool:
+    """Access points, S3 Express directory buckets and ARNs are addressed and signed differently."""
+    return bool(_PLAIN_BUCKET.match(bucket)) and not bucket.endswith("--x-s3")
+
+
+def unsupported(clients: aws.Clients, bucket: str | None, environ: dict) -> str | None:
     """Why the CRT cannot stand in for botocore here, or None. Proxies and CA bundles other than
-    a file are botocore features this module does not carry over; access points, S3 Express
-    directory buckets and ARNs are addressed and signed differently."""
-    if not _PLAIN_BUCKET.match(bucket) or bucket.endswith("--x-s3"):
+    a file are botocore features this module does not carry over; see also ``plain_bucket``."""
+    if bucket is not None and not plain_bucket(bucket):
         return "the bucket is not a plain bucket name"
     if any(environ.get(v) for v in _PROXY_VARS) or clients.s3.meta.config.proxies:
         return "a proxy is configured"
@@ -132,11 +158,36 @@ class CrtPutter:
         if if_match:
             headers.append(("If-Match", if_match))
         request = HttpRequest("PUT", before_key + quote(key, safe="/~"), HttpHeaders(headers))
-        etag: list[str] = []
+        checksum = S3ChecksumConfig(algorithm=S3ChecksumAlgorithm.CRC32, location=S3ChecksumLocation.HEADER)
+
+        def finished(headers: dict, error: BaseException | None) -> None:
+            on_done(headers.get("etag"), error)
+
+        self._submit(S3RequestType.PUT_OBJECT, request, "PutObject", finished, send_filepath=path,
+                     checksum_config=checksum)
+
+    def get(self, bucket: str, key: str, path: str, *, on_done: Callable[[dict, BaseException | None], None],
+            if_match: str | None = None) -> None:
+        """GET ``key`` into the file ``path`` (written by the CRT); ``on_done(headers, error)`` with
+        the response's headers (lower-case names). ``validate_response`` asks the CRT to check the
+        bytes against the object's stored checksum when S3 returns one (awscrt S3ChecksumConfig);
+        the caller checks the length against Content-Length."""
+        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.s3 import S3ChecksumConfig, S3RequestType
+
+        host, before_key = self.address(bucket)
+        headers = [("Host", host)] + ([("If-Match", if_match)] if if_match else [])
+        request = HttpRequest("GET", before_key + quote(key, safe="/~"), HttpHeaders(headers))
+        self._submit(S3RequestType.GET_OBJECT, request, "GetObject", on_done, recv_filepath=path,
+                     checksum_config=S3ChecksumConfig(validate_response=True))
+
+    def _submit(self, kind, request, operation: str, on_done: Callable[[dict, BaseException | None], None],
+                **files) -> None:
+        received: dict[str, str] = {}
         ident = next(self._ids)
 
         def on_headers(status_code, headers, **_):
-            etag.extend(v for k, v in headers if k.lower() == "etag")
+            received.update((k.lower(), v) for k, v in headers)
 
         def finished(error=None, error_headers=None, error_body=None, status_code=None, **_):
             with self._lock:
@@ -144,16 +195,15 @@ class CrtPutter:
                 stalled = ident in self._cancelled
                 self._cancelled.discard(ident)
             if error is None:
-                on_done(etag[-1] if etag else None, None)
+                on_done(received, None)
             elif stalled:
-                on_done(None, bexc.ReadTimeoutError(endpoint_url=self.endpoint_url))
+                on_done(received, bexc.ReadTimeoutError(endpoint_url=self.endpoint_url))
             else:
-                on_done(None, client_error(error, status_code, error_body, endpoint_url=self.endpoint_url))
+                on_done(received, client_error(error, status_code, error_body, endpoint_url=self.endpoint_url,
+                                              operation=operation))
 
-        crt_request = self._client.make_request(
-            type=S3RequestType.PUT_OBJECT, request=request, send_filepath=path, on_headers=on_headers,
-            on_done=finished, checksum_config=S3ChecksumConfig(algorithm=S3ChecksumAlgorithm.CRC32,
-                                                               location=S3ChecksumLocation.HEADER))
+        crt_request = self._client.make_request(type=kind, request=request, on_headers=on_headers,
+                                                on_done=finished, **files)
         with self._lock:
             if ident not in self._running:  # it may have ended already
                 self._running[ident] = (time.monotonic() + self.stall_s, crt_request)
@@ -171,7 +221,7 @@ class CrtPutter:
 
 
 def client_error(error: BaseException, status_code: int | None, body: bytes | None, *,
-                 endpoint_url: str = "") -> BaseException:
+                 endpoint_url: str = "", operation: str = "PutObject") -> BaseException:
     """S3's error answer as botocore's ClientError (code and message from its XML body); a
     connection failure as botocore's EndpointConnectionError; anything else as it is."""
     if status_code:
@@ -183,7 +233,7 @@ def client_error(error: BaseException, status_code: int | None, body: bytes | No
         except ElementTree.ParseError:
             pass
         return bexc.ClientError({"Error": {"Code": code, "Message": text},
-                                 "ResponseMetadata": {"HTTPStatusCode": status_code}}, "PutObject")
+                                 "ResponseMetadata": {"HTTPStatusCode": status_code}}, operation)
     name = getattr(error, "name", "")
     if name.startswith(("AWS_IO_SOCKET", "AWS_IO_DNS", "AWS_ERROR_HTTP_CONNECTION", "AWS_IO_TLS")):
         return bexc.EndpointConnectionError(endpoint_url=endpoint_url)

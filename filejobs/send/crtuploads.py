@@ -19,24 +19,12 @@ from ..transfer import FileChanged
 from .plan import SEND_ONLY, Step
 from .upload import SKIPPED, Outcome, UploadThreads, failed, upload_step
 
-#: S3 answers that mean "not this endpoint / region": botocore re-addresses those, the CRT cannot.
-_ELSEWHERE = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301",
-              "TemporaryRedirect", "307"}
-CHOICES = ("auto", "crt", "botocore")
+CHOICES = crt.CHOICES
 
 
 def choose_uploader(choice: str, clients, bucket: str, environ) -> str:
-    """"crt" or "botocore" for ``choice``: "auto" takes the CRT when it is installed and can serve
-    this bucket; "crt" insists (ValueError with the reason when it cannot)."""
-    if choice == "botocore":
-        return "botocore"
-    why = "the AWS CRT is not installed (pip install 'filejobs[crt]')" if not crt.available() else \
-        crt.unsupported(clients, bucket, environ)
-    if why is None:
-        return "crt"
-    if choice == "crt":
-        raise ValueError(f"cannot upload with the AWS CRT: {why}")
-    return "botocore"
+    """"crt" or "botocore" for ``choice`` (``crt.choose``)."""
+    return crt.choose(choice, clients, bucket, environ)
 
 
 class CrtUploads:
@@ -117,7 +105,7 @@ class CrtUploads:
         try:
             for skipped in dropped:
                 self.pipeline.finished(skipped, SKIPPED)
-            if error is not None and aws.error_code(error) in _ELSEWHERE:
+            if error is not None and aws.error_code(error) in crt.ELSEWHERE:
                 self._crt_refused = True
                 self._helpers.put(step)
             else:

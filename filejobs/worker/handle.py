@@ -24,11 +24,11 @@ from ..command import JobContext
 from ..events import EventLog
 from ..intake import Ask
 from ..message import Job
-from ..transfer import get_to_file, put_file
 from .config import WorkerConfig
 from .folders import Folders, remove
 from .inflight import Inflight, Lease
 from .outcome import Kind, Outcome
+from .transfers import Transfers
 
 META_INPUT_ETAG = "filejobs-input-etag"
 META_BATCH = "filejobs-batch"
@@ -44,9 +44,12 @@ class Write(enum.Enum):
 
 class Handler:
     def __init__(self, config: WorkerConfig, s3, runner, inflight: Inflight, *, log: EventLog,
-                 clock: Callable[[], float] = time.monotonic, folders: Folders | None = None):
+                 clock: Callable[[], float] = time.monotonic, folders: Folders | None = None,
+                 transfers: Transfers | None = None):
+        """``transfers``: how inputs and outputs move (botocore through transfer.py by default)."""
         self.c = config
         self.s3 = s3
+        self.transfers = transfers or Transfers(s3, config=config.transfer)
         self.runner = runner
         self.inflight = inflight
         self.log = log
@@ -56,6 +59,7 @@ class Handler:
     def close(self) -> None:
         """Remove the job folders (the worker is stopping)."""
         self.folders.close()
+        self.transfers.close()
 
     def handle(self, lease: Lease) -> Outcome:
         """What became of ``lease``'s jobs; never raises (an unexpected error is a failure)."""
@@ -136,7 +140,7 @@ class Handler:
     def _download(self, job: Job, input_path: str) -> dict | Outcome:
         """The input's headers once it is at ``input_path``, or why the job ends here."""
         try:
-            head = get_to_file(self.s3, job.bucket, job.input_key, input_path, if_match=job.etag)
+            head = self.transfers.get(job.bucket, job.input_key, input_path, if_match=job.etag, size=job.size)
         except Exception as exc:  # noqa: BLE001
             if aws.is_precondition_failed(exc):
                 # The object was replaced after this job was sent; the newer upload has a job of its own.
@@ -175,8 +179,7 @@ class Handler:
         finishing last, must not overwrite the newer one's output (it is stale, and skipped)."""
         mine = metadata[META_INPUT_ETAG]
         try:
-            put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata, if_none_match=True,
-                     size=size)
+            self.transfers.put(path, job.bucket, key, metadata=metadata, if_none_match=True, size=size)
             return Write.WRITTEN
         except Exception as exc:  # noqa: BLE001
             if not aws.is_precondition_failed(exc):
@@ -189,8 +192,7 @@ class Handler:
                 return Write.STALE
             try:
                 # If-Match: only the output we looked at; a newer job's write in between wins.
-                put_file(self.s3, path, job.bucket, key, config=self.c.transfer, metadata=metadata,
-                         if_match=head["ETag"], size=size)
+                self.transfers.put(path, job.bucket, key, metadata=metadata, if_match=head["ETag"], size=size)
                 return Write.WRITTEN
             except Exception as exc:  # noqa: BLE001
                 if not aws.is_precondition_failed(exc):

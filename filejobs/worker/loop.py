@@ -37,15 +37,17 @@ from .notices import Departure
 from .outcome import Outcome
 from .rules import ABORT_WAIT_S, SUPERVISE_EVERY_S, Decision, Supervisor, poll_wait_s, short_poll_pause_s
 from .settle import Settler
+from .transfers import Transfers
 
 
 class Worker:
     def __init__(self, config: WorkerConfig, clients, runner, *, log: EventLog = NullLog(), protector=None,
                  notices=None, lifecycle=None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time, crt_putter=None):
         """``notices``: an ``ec2.NoticeWatcher`` (termination notices); ``lifecycle``: an
-        ``ec2.LifecycleAction``, completed once a notice's drain is over."""
+        ``ec2.LifecycleAction``, completed once a notice's drain is over; ``crt_putter``: a
+        ``crt.CrtPutter`` for small inputs and outputs (transfers.py), closed when the worker stops."""
         self.c = config
         self.s3 = clients.s3
         self.sqs = clients.sqs
@@ -56,6 +58,7 @@ class Worker:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.wall_clock = wall_clock
+        self.crt_putter = crt_putter
         self.stats = Stats()
         self.queue: QueueInfo | None = None
         self.fatal: BaseException | None = None
@@ -104,8 +107,10 @@ class Worker:
         started = self.clock()
         self.log("started", queue=aws.queue_name(q.url), concurrency=self.c.concurrency,
                  visibility_timeout_s=q.visibility_timeout_s, heartbeat_s=q.heartbeat_s,
-                 max_receive_count=q.max_receive_count, runner=self.runner.describe())
-        handler = Handler(self.c, self.s3, self.runner, self._inflight, log=self.log, clock=self.clock)
+                 max_receive_count=q.max_receive_count, runner=self.runner.describe(),
+                 transfers="crt" if self.crt_putter else "botocore")
+        handler = Handler(self.c, self.s3, self.runner, self._inflight, log=self.log, clock=self.clock,
+                          transfers=Transfers(self.s3, config=self.c.transfer, putter=self.crt_putter))
         settler = Settler(self.c, self.sqs, self.s3, q, self._inflight, log=self.log, stats=self.stats,
                           on_fatal=self._on_fatal, clock=self.clock, sleep=self.sleep, rng=self.rng,
                           wall_clock=self.wall_clock)

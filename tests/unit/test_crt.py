@@ -47,3 +47,10 @@ def test_a_connection_failure_names_the_endpoint():
     refused = SimpleNamespace(name="AWS_IO_SOCKET_CONNECTION_REFUSED")
     error = crt.client_error(refused, None, None, endpoint_url="http://127.0.0.1:9")
     assert aws.describe(error) == "cannot reach the endpoint http://127.0.0.1:9"
+
+
+def test_a_worker_without_a_bucket_takes_the_crt_and_checks_each_jobs_bucket(monkeypatch):
+    monkeypatch.setattr(crt, "available", lambda: True)
+    assert crt.choose("auto", clients(), None, {}) == "crt"
+    assert crt.plain_bucket("my-bucket") and not crt.plain_bucket("arn:aws:s3:eu-west-1:1:accesspoint/x")
+    assert not crt.plain_bucket("fast--usw2-az1--x-s3")
