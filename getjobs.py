@@ -184,9 +184,8 @@ def _crt_putter(choice: str, clients, *, bucket: str | None, concurrency: int):
         raise Fail(str(exc)) from None
     if chosen != "crt":
         return None
-    from filejobs.crt import CrtPutter
     # 2 × concurrency job threads: a job's upload overlaps the next job's download.
-    return CrtPutter(clients, connections=concurrency * 2)
+    return crt.CrtPutter(clients, connections=concurrency * 2)
 
 
 def ec2_parts(clients, *, log, protect: bool, watch: bool, group: str | None, hook: str | None,

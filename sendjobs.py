@@ -10,13 +10,12 @@ from dataclasses import replace
 
 import click
 
-from filejobs import aws
+from filejobs import aws, crt
 from filejobs.clitools import Command, Fail, aws_options, connect, prefix, version_option
 from filejobs.events import EventLog
 from filejobs.message import printable
 from filejobs.progress import Progress, human_bytes
 from filejobs.send import FatalSendError, SendConfig, Sender, SendSummary
-from filejobs.send.crtuploads import CHOICES, choose_uploader
 from filejobs.send.procs import default_processes, usable_cpus
 from filejobs.statusview import StatusQuery, show_status
 
@@ -64,7 +63,7 @@ Exit status:
               help="Upload processes, so more than one core can work; they start once a run has more than 256 "
                    "files (default: from the number of cores, 1 with the AWS CRT; 1 = upload in sendjobs' own "
                    "threads).")
-@click.option("--uploader", type=click.Choice(CHOICES), default="auto", show_default=True,
+@click.option("--uploader", type=click.Choice(crt.CHOICES), default="auto", show_default=True,
               envvar="FILEJOBS_UPLOADER", show_envvar=True,
               help="What uploads small files (up to 1 MiB): the AWS CRT (pip install 'filejobs[crt]'), botocore, "
                    "or auto: the CRT when it is installed and usable.")
@@ -126,7 +125,7 @@ def _upload_settings(config: SendConfig, clients, *, uploader: str, processes: i
     """Who uploads: the CRT (natively multi-threaded: one process is enough) or botocore, in
     ``processes`` processes (from the cores unless given)."""
     try:
-        chosen = choose_uploader(uploader, clients, config.bucket, os.environ)
+        chosen = crt.choose(uploader, clients, config.bucket, os.environ)
     except ValueError as exc:
         raise Fail(str(exc)) from None
     if processes is None:

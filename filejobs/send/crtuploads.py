@@ -19,13 +19,6 @@ from ..transfer import FileChanged
 from .plan import SEND_ONLY, Step
 from .upload import SKIPPED, Outcome, UploadThreads, failed, upload_step
 
-CHOICES = crt.CHOICES
-
-
-def choose_uploader(choice: str, clients, bucket: str, environ) -> str:
-    """"crt" or "botocore" for ``choice`` (``crt.choose``)."""
-    return crt.choose(choice, clients, bucket, environ)
-
 
 class CrtUploads:
     """``put``/``close`` for a Pipeline. Up to ``concurrency`` CRT requests run at once; as one

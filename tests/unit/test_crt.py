@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import pytest
 
 from filejobs import aws, crt
-from filejobs.send.crtuploads import choose_uploader
 
 
 def clients(proxies=None):
@@ -14,23 +13,23 @@ def clients(proxies=None):
 
 def test_auto_takes_the_crt_only_when_it_is_installed_and_usable(monkeypatch):
     monkeypatch.setattr(crt, "available", lambda: True)
-    assert choose_uploader("auto", clients(), "my-bucket", {}) == "crt"
-    assert choose_uploader("auto", clients(), "my-bucket", {"HTTPS_PROXY": "http://proxy:3128"}) == "botocore"
-    assert choose_uploader("auto", clients({"https": "http://proxy"}), "my-bucket", {}) == "botocore"
-    assert choose_uploader("auto", clients(), "arn:aws:s3:eu-west-1:1:accesspoint/x", {}) == "botocore"
-    assert choose_uploader("auto", clients(), "fast--usw2-az1--x-s3", {}) == "botocore"
-    assert choose_uploader("botocore", clients(), "my-bucket", {}) == "botocore"
+    assert crt.choose("auto", clients(), "my-bucket", {}) == "crt"
+    assert crt.choose("auto", clients(), "my-bucket", {"HTTPS_PROXY": "http://proxy:3128"}) == "botocore"
+    assert crt.choose("auto", clients({"https": "http://proxy"}), "my-bucket", {}) == "botocore"
+    assert crt.choose("auto", clients(), "arn:aws:s3:eu-west-1:1:accesspoint/x", {}) == "botocore"
+    assert crt.choose("auto", clients(), "fast--usw2-az1--x-s3", {}) == "botocore"
+    assert crt.choose("botocore", clients(), "my-bucket", {}) == "botocore"
     monkeypatch.setattr(crt, "available", lambda: False)
-    assert choose_uploader("auto", clients(), "my-bucket", {}) == "botocore"
+    assert crt.choose("auto", clients(), "my-bucket", {}) == "botocore"
 
 
 def test_asking_for_the_crt_where_it_cannot_serve_says_why(monkeypatch):
     monkeypatch.setattr(crt, "available", lambda: False)
     with pytest.raises(ValueError, match=r"not installed \(pip install 'filejobs\[crt\]'\)"):
-        choose_uploader("crt", clients(), "my-bucket", {})
+        crt.choose("crt", clients(), "my-bucket", {})
     monkeypatch.setattr(crt, "available", lambda: True)
     with pytest.raises(ValueError, match="a proxy is configured"):
-        choose_uploader("crt", clients(), "my-bucket", {"https_proxy": "http://proxy:3128"})
+        crt.choose("crt", clients(), "my-bucket", {"https_proxy": "http://proxy:3128"})
 
 
 def test_an_s3_error_answer_becomes_a_client_error_the_tools_already_understand():
