@@ -224,7 +224,7 @@ def with_sqs(clients, sqs):
 def test_a_message_sqs_refuses_fails_its_file_with_sqs_reason(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"good.txt": "g", "odd.txt": "o"})
-    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "refuse" if "odd.txt" in body else None)
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "refuse" if "input/odd.txt" in body else None)
     summary = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=lambda _: None).run()
     assert (summary.files_sent, summary.files_failed) == (1, 1)
     assert (summary.failures[0].rel, summary.failures[0].reason) == ("odd.txt",
@@ -238,7 +238,7 @@ def test_entries_sqs_fails_for_a_while_are_retried_and_sent_once(tmp_path, mocke
     tries = []  # f3's own attempts: how files are grouped into batches depends on timing
 
     def verdict(body, _call):
-        if "f3" not in body:
+        if "input/f3.txt" not in body:  # not "f3": the batch id's hex token may hold it
             return None
         tries.append(body)
         return "fail" if len(tries) < 3 else None
@@ -253,7 +253,7 @@ def test_entries_sqs_fails_for_a_while_are_retried_and_sent_once(tmp_path, mocke
 def test_entries_sqs_keeps_failing_are_named_and_a_rerun_sends_only_them(tmp_path, mocked, make_resources):
     res = make_resources(mocked)
     data = make_tree(tmp_path / "data", {"a.txt": "a", "b.txt": "b"})
-    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "fail" if "b.txt" in body else None)
+    sqs = PartlyFailingSqs(mocked.sqs, lambda body, _: "fail" if "input/b.txt" in body else None)
     slept = []
     first = Sender(config(tmp_path, res, data), with_sqs(mocked, sqs), sleep=slept.append).run()
     assert (first.files_sent, first.files_failed, len(slept)) == (1, 1, SEND_ATTEMPTS - 1)
