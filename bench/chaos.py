@@ -46,8 +46,9 @@ if ROOT not in sys.path:
 
 from filejobs import aws  # noqa: E402
 from filejobs.ops import resources  # noqa: E402
-from testing.faultproxy import (ENDPOINT_AFTER_DELETE, ENDPOINT_DELETE_REFUSED, ENDPOINT_IN_FLIGHT,  # noqa: E402
-                                 KINDS, TOOL, FaultProxy, classify_redeliveries)
+from testing.faultproxy import KINDS, FaultProxy  # noqa: E402
+from testing.redeliveries import (ENDPOINT_AFTER_DELETE, ENDPOINT_DELETE_REFUSED, ENDPOINT_IN_FLIGHT,  # noqa: E402
+                                  TOOL, classify_redeliveries)
 
 REGION = "us-east-1"
 

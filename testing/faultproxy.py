@@ -22,8 +22,11 @@ Observation: for SQS (JSON protocol) the proxy records every message handed out
 (ReceiveMessage), every delete and visibility change with its result, and for S3 every write
 with its status, each with a monotonic time stamp and the caller's ``AWS_SDK_UA_APP_ID`` (the
 ``app/<id>`` part of the User-Agent). ``classify_redeliveries`` turns that into "why was this
-message handed out again", which is how the chaos checks tell the endpoint's own duplicates
-apart from the tool's.
+message handed out again" (testing/redeliveries.py), which is how the chaos checks tell the
+endpoint's own duplicates apart from the tool's.
+
+Holding: with ``hold_after=N`` every request after the N-th waits until ``release()``; a test can
+then stop a client (Ctrl-C, SIGKILL) while it is certainly mid-run, however fast the machine.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -61,7 +64,8 @@ class Event:
 
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, seed: int = 0, kinds=KINDS,
-                 max_faulty_attempt: int = 3, timeout_delay_s: float = 1.0, observe: bool = True):
+                 max_faulty_attempt: int = 3, timeout_delay_s: float = 1.0, observe: bool = True,
+                 hold_after: int | None = None):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port or 80)
         self.rate = rate
@@ -69,6 +73,11 @@ class FaultProxy:
         self.max_faulty_attempt = max_faulty_attempt
         self.timeout_delay_s = timeout_delay_s
         self.observe = observe
+        self.hold_after = hold_after
+        self.held = 0  # requests that waited for release()
+        self._open = threading.Event()
+        if hold_after is None:
+            self._open.set()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.requests = 0
@@ -111,7 +120,18 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.stop()
 
+    def release(self) -> None:
+        """Let every held request through, and every later one."""
+        self._open.set()
+
     # ------------------------------------------------------------------ decisions
+
+    def _hold(self) -> None:
+        with self._lock:
+            if self._open.is_set() or self.requests <= self.hold_after:
+                return
+            self.held += 1
+        self._open.wait()
 
     def _decide(self, attempt: int) -> str | None:
         with self._lock:
@@ -244,6 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         m = _ATTEMPT_RE.search(self.headers.get("amz-sdk-request", ""))
         attempt = int(m.group(1)) if m else 1
         kind = owner._decide(attempt)
+        owner._hold()
         if kind in ("503", "500", "reset"):
             owner._count_fault(kind, opname)
             if kind == "reset":
@@ -351,84 +372,3 @@ class _Handler(BaseHTTPRequestHandler):
         return {}
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _do
-
-
-# --------------------------------------------------------------------------- analysis
-
-ENDPOINT_IN_FLIGHT = "endpoint: handed out again while still in flight"
-ENDPOINT_AFTER_DELETE = "endpoint: handed out again after a successful delete"
-ENDPOINT_DELETE_REFUSED = "endpoint: refused the holder's delete (per-entry failure)"
-KILLED = "holder was SIGKILLed"
-RELEASED = "released or retried by the worker (visibility set short on purpose)"
-LOST_RESPONSE = "previous receive's response never reached the worker (injected fault or dead client)"
-TOOL = "tool: visibility lapsed while its holder was alive"
-
-
-def classify_redeliveries(events: list[Event], *, queue: str, kills: dict[str, float] | None = None,
-                          margin_s: float = 0.5) -> tuple[Counter, list[dict]]:
-    """Why was each message of ``queue`` handed out more than once?
-
-    ``kills`` maps a worker's app id to the time (``time.monotonic``) it was SIGKILLed. For each
-    delivery after the first, the previous delivery of the same message decides:
-
-    * deleted successfully before this receive → the endpoint's (moto's concurrent-delete quirk);
-    * the endpoint answered the holder's delete with a per-entry failure → the endpoint's;
-    * this receive ended before the previous one's visibility (with its heartbeats) could
-      have expired → the endpoint's (moto's concurrent-receive quirk);
-    * its response never reached the worker → the injected fault / dead client;
-    * its holder set the visibility short (failed job, shutdown release) → the worker's design;
-    * its holder was SIGKILLed → the chaos;
-    * otherwise the visibility lapsed while a live worker held it: the tool's fault.
-    """
-    kills = kills or {}
-    receives = defaultdict(list)  # message id -> [(t0, t1, app, receipt, count, visibility, delivered)]
-    deleted_at: dict[str, float] = {}
-    refused_at: dict[str, float] = {}
-    changes = defaultdict(list)  # receipt -> [(t0, timeout)]
-    for e in events:
-        if e.data.get("queue") != queue:
-            continue
-        for receipt in e.data.get("refused", []):
-            refused_at.setdefault(receipt, e.t1)
-        if e.status != 200:
-            continue
-        if e.op == "sqs:ReceiveMessage":
-            for mid, receipt, count in e.data.get("messages", []):
-                receives[mid].append((e.t0, e.t1, e.app, receipt, count, e.data.get("visibility"), e.delivered))
-        elif e.op in ("sqs:DeleteMessage", "sqs:DeleteMessageBatch"):
-            for receipt in e.data.get("ok", []):
-                deleted_at.setdefault(receipt, e.t1)
-        elif e.op in ("sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch"):
-            for receipt, timeout in e.data.get("changes", []):
-                changes[receipt].append((e.t0, int(timeout)))
-    why: Counter = Counter()
-    details = []
-    for mid, recs in receives.items():
-        recs.sort()
-        for prev, cur in zip(recs, recs[1:]):
-            p_t0, p_t1, p_app, p_receipt, _, p_vis, p_delivered = prev
-            c_t0, c_t1 = cur[0], cur[1]
-            expiry = p_t0 + (p_vis if p_vis is not None else 30)
-            short = False
-            for t, timeout in changes.get(p_receipt, []):
-                if t < c_t1:
-                    expiry = t + timeout if timeout == 0 else max(expiry, t + timeout)
-                    short = short or timeout < (p_vis or 30)
-            if p_receipt in deleted_at and deleted_at[p_receipt] < c_t0:
-                reason = ENDPOINT_AFTER_DELETE
-            elif c_t1 < expiry - margin_s:
-                reason = ENDPOINT_IN_FLIGHT
-            elif p_receipt in refused_at and refused_at[p_receipt] < c_t0:
-                reason = ENDPOINT_DELETE_REFUSED
-            elif not p_delivered:
-                reason = KILLED if p_app in kills and kills[p_app] <= c_t0 else LOST_RESPONSE
-            elif short:
-                reason = RELEASED
-            elif p_app in kills and kills[p_app] <= expiry + margin_s:
-                reason = KILLED
-            else:
-                reason = TOOL
-            why[reason] += 1
-            details.append({"message_id": mid, "reason": reason, "prev_app": p_app, "app": cur[2],
-                            "gap_s": round(c_t0 - p_t0, 2)})
-    return why, details

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
@@ -97,6 +98,21 @@ def run_tool(tool: str, *args, env: dict, timeout: float = 120, **kwargs) -> sub
             else [sys.executable, os.path.join(ROOT, f"{tool}.py")])
     return subprocess.run(argv + [str(a) for a in args], env=env, cwd=kwargs.pop("cwd", ROOT), capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+@contextmanager
+def stalling(env: dict, *, after_requests: int):
+    """``(proxy, env)``: the endpoint of ``env`` behind a proxy that holds every request after the
+    first ``after_requests`` until ``proxy.release()``. A client run with the new ``env`` can be
+    stopped (Ctrl-C, SIGKILL) while it is certainly mid-run, however fast the machine: waiting for
+    "30 jobs queued" raced with a sender that finished all 200 files before the signal came."""
+    from testing.faultproxy import FaultProxy
+
+    with FaultProxy(env["AWS_ENDPOINT_URL"], observe=False, hold_after=after_requests) as proxy:
+        try:
+            yield proxy, dict(env, AWS_ENDPOINT_URL=proxy.url)
+        finally:
+            proxy.release()
 
 
 def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from filejobs import message
-from testing.helpers import ROOT, drain_queue, list_keys, run_tool, unique
+from testing.helpers import ROOT, drain_queue, list_keys, run_tool, stalling, unique
 from filejobs.ops import resources
 
 pytestmark = pytest.mark.e2e
@@ -34,9 +34,9 @@ def numbered_files(tmp_path, n):
     return data
 
 
-def start_sendjobs(server, *args, **popen):
+def start_sendjobs(server, *args, env=None, **popen):
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), *map(str, args)]
-    return subprocess.Popen(argv, env=server.env, **popen)
+    return subprocess.Popen(argv, env=env or server.env, **popen)
 
 
 def queued(server, url):
@@ -119,13 +119,14 @@ def test_a_killed_submission_resumes_without_resending_what_was_sent(server, tmp
     res = make(server)
     n = 240
     data = numbered_files(tmp_path, n)
-    first = start_sendjobs(server, "--concurrency", "8", data, res.bucket, "input/", "output/", res.queue_url,
-                           "us-east-1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: queued(server, res.queue_url) >= 60, timeout_s=60, every_s=0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    with stalling(server.env, after_requests=120) as (proxy, env):
+        first = start_sendjobs(server, "--concurrency", "8", data, res.bucket, "input/", "output/", res.queue_url,
+                               "us-east-1", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: proxy.held > 0, timeout_s=60, every_s=0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
     before = queued(server, res.queue_url)
-    assert before < n, "the first run finished before it could be interrupted"
+    assert 0 < before < n
     second = run_tool("sendjobs", "--json", "--concurrency", "8", data, res.bucket, "input/", "output/", res.queue_url,
                       "us-east-1", env=server.env)
     assert second.returncode == 0, second.stderr
@@ -181,12 +182,15 @@ def test_ctrl_c_stops_promptly_and_a_rerun_sends_each_remaining_file_once(server
     res = make(server)
     n = 200
     data = numbered_files(tmp_path, n)
-    first = start_sendjobs(server, "--concurrency", "4", data, res.bucket, "input/", "output/", res.queue_url,
-                           "us-east-1", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: queued(server, res.queue_url) >= 30, timeout_s=60, every_s=0.05)
-    first.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    _, err = first.communicate(timeout=30)
+    with stalling(server.env, after_requests=100) as (proxy, env):
+        first = start_sendjobs(server, "--concurrency", "4", data, res.bucket, "input/", "output/", res.queue_url,
+                               "us-east-1", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: proxy.held > 0, timeout_s=60, every_s=0.02)
+        first.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the signal is handled before the held requests are let through
+        proxy.release()
+        started = time.monotonic()
+        _, err = first.communicate(timeout=30)
     assert time.monotonic() - started < 10
     assert first.returncode == 130 and "Traceback" not in err, err
     assert "interrupted: rerun the same command to resume" in err

@@ -16,7 +16,7 @@ import pytest
 from filejobs import message
 from filejobs.ops import resources
 from filejobs.send import FatalSendError, SendConfig, Sender
-from testing.helpers import REGION, ROOT, drain_queue, list_keys, run_tool, unique, vanish_during_walk
+from testing.helpers import REGION, ROOT, drain_queue, run_tool, stalling, unique, vanish_during_walk
 
 pytestmark = pytest.mark.e2e
 
@@ -137,18 +137,29 @@ def test_an_upload_process_that_dies_stops_the_run_and_a_rerun_completes_it(serv
     assert sorted(counts) == [f"input/f{i:04d}.txt" for i in range(150)]
 
 
+def stop_when_uploading_in_processes(server, argv, *, stop, after_requests=300, **popen):
+    """Run sendjobs, and once its upload processes run (after the first 256 files) and the endpoint
+    holds its requests, ``stop(process)``; the endpoint then answers again. The children seen."""
+    with stalling(server.env, after_requests=after_requests) as (proxy, env):
+        first = subprocess.Popen(argv, env=env, **popen)
+        children = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(children) < 2 or not proxy.held):
+            children = psutil.Process(first.pid).children()
+            time.sleep(0.02)
+        assert len(children) == 2 and proxy.held, "sendjobs never held requests from its two upload processes"
+        stop(first)
+        time.sleep(0.3)  # the signal is handled before the held requests are let through
+    return first, children
+
+
 @pytest.mark.slow
 def test_ctrl_c_to_sendjobs_stops_its_upload_processes_and_a_rerun_sends_each_file_once(server, res, tmp_path):
     data = files(tmp_path, 400)  # the upload processes start after the first 256 files
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "4", data,
             res.bucket, "input/", "output/", res.queue_url, REGION]
-    first = subprocess.Popen(argv, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    children = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 270):
-        children = psutil.Process(first.pid).children()
-        time.sleep(0.05)
-    first.send_signal(signal.SIGINT)
+    first, children = stop_when_uploading_in_processes(server, argv, stop=lambda p: p.send_signal(signal.SIGINT),
+                                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = first.communicate(timeout=30)
     assert first.returncode == 130 and "Traceback" not in err, err
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
@@ -164,13 +175,8 @@ def test_upload_processes_end_when_sendjobs_is_killed(server, res, tmp_path):
     data = files(tmp_path, 400)
     argv = [sys.executable, os.path.join(ROOT, "sendjobs.py"), "--processes", "2", "--concurrency", "2", data,
             res.bucket, "input/", "output/", res.queue_url, REGION]
-    first = subprocess.Popen(argv, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(children) < 2 or len(list_keys(server.s3, res.bucket, "input/")) < 280):
-        children = psutil.Process(first.pid).children()
-        time.sleep(0.05)
-    first.kill()
+    first, children = stop_when_uploading_in_processes(server, argv, stop=lambda p: p.kill(),
+                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first.wait()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [] and len(gone) == 2
