@@ -25,7 +25,7 @@ _FN_TAGS = ("Base64", "Cidr", "FindInMap", "GetAZs", "ImportValue", "Join", "Sel
 
 
 def _cfn_loader():
-    """``yaml.SafeLoader`` that turns CloudFormation's short tags (``!Ref X``, ``!Sub ...``,
+    """``yaml.SafeLoader`` (libyaml's when there) that turns CloudFormation's short tags (``!Ref X``, ``!Sub ...``,
     ``!GetAtt A.B``...) into their long forms (``{"Ref": "X"}``, ``{"Fn::Sub": ...}``...).
 
     PyYAML is imported here, not at module level: only the operator commands read templates, and
@@ -35,7 +35,9 @@ def _cfn_loader():
     except ImportError:
         raise TemplateError("reading the CloudFormation template needs PyYAML: pip install 'filejobs[deploy]'") from None
 
-    class CfnLoader(yaml.SafeLoader):
+    # libyaml's parser when PyYAML was built with it (its wheels are): the stack's template took
+    # 0.2 s to read with the pure-Python one, on every deploy, simulate and status of a stack.
+    class CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         pass
 
     def construct(node_name: str):

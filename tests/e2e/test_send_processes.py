@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from filejobs import message
+from filejobs import aws, message
 from filejobs.ops import resources
 from filejobs.send import FatalSendError, SendConfig, Sender
 from testing.helpers import REGION, ROOT, drain_queue, run_tool, stalling, unique, vanish_during_walk
@@ -113,23 +113,26 @@ def test_stopping_mid_run_records_what_was_sent_and_a_rerun_sends_each_remaining
 @pytest.mark.slow
 def test_an_upload_process_that_dies_stops_the_run_and_a_rerun_completes_it(server, res, tmp_path):
     data = files(tmp_path, 150)
-    sender = Sender(config(tmp_path, res, data, concurrency=2), server)
     killed = []
+    with stalling(server.env, after_requests=40) as (proxy, _):
+        held_back = aws.make_clients(aws.Target(region=REGION, endpoint_url=proxy.url))
+        sender = Sender(config(tmp_path, res, data, concurrency=2), held_back)
 
-    def kill_one_child():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not killed:
+        def kill_one_child():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (proxy.held and upload_children()):
+                time.sleep(0.02)
             children = upload_children()
-            if children and sender.summary.files_sent >= 20:
+            if children:
                 children[0].kill()
                 killed.append(children[0].pid)
-            time.sleep(0.02)
+            proxy.release()
 
-    killer = threading.Thread(target=kill_one_child)
-    killer.start()
-    with pytest.raises(FatalSendError, match="an upload process ended unexpectedly"):
-        sender.run()
-    killer.join()
+        killer = threading.Thread(target=kill_one_child)
+        killer.start()
+        with pytest.raises(FatalSendError, match="an upload process ended unexpectedly"):
+            sender.run()
+        killer.join()
     assert killed
     rerun = Sender(config(tmp_path, res, data), server).run()
     assert rerun.ok

@@ -1,0 +1,31 @@
+"""The embedded endpoint (filejobs/local.py): moto's SQS clock made cheap, with the same values.
+
+Run in a child process: the shim replaces moto's helpers for the whole process, and this one also
+runs mock_aws tests."""
+
+import subprocess
+import sys
+
+from testing.helpers import ROOT
+
+CHECK = """
+from datetime import datetime
+from moto.core import utils
+from moto.sqs import models
+from filejobs.local import LocalEndpoint
+
+assert models.unix_time is utils.unix_time
+LocalEndpoint()
+LocalEndpoint()  # twice: not wrapped twice
+assert models.unix_time is not utils.unix_time and models.unix_time._filejobs
+assert abs(models.unix_time() - utils.unix_time()) < 0.5
+assert abs(models.unix_time_millis() - utils.unix_time_millis()) < 500
+when = datetime(2026, 12, 5, 1, 2, 3)
+assert models.unix_time(when) == utils.unix_time(when) and models.unix_time_millis(when) == utils.unix_time_millis(when)
+print("ok")
+"""
+
+
+def test_moto_sqs_gets_now_from_time_time_and_the_same_answers_as_its_own_clock():
+    got = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == "ok", got.stderr
