@@ -1,7 +1,7 @@
 """role.json and sender-policy.json against what the tools really call.
 
 The sender and the worker libraries run under moto with ``CallRecorder`` on every client; each
-recorded call is turned into the IAM permission(s) it needs (``filejobs.policy.required``) and
+recorded call is turned into the IAM permission(s) it needs (``filejobs.iamcalls.required``) and
 checked against the policy with the test's bucket, prefixes and queues substituted. The other way
 round, every (statement, action, resource) a policy grants must be used by at least one recorded
 call, except the few listed in ``*_NOT_EXERCISED`` with the reason. parliament lints all three
@@ -30,7 +30,7 @@ from testing.helpers import ROOT, isolate_aws
 from filejobs import aws, message
 from filejobs.ops import redrive, resources, status
 from filejobs.ops.arrivals import prefix_status
-from testing import policy
+from testing import iamcalls, policy
 from testing.recorder import CallRecorder
 from filejobs.ec2 import InstanceProtector, complete_lifecycle_action
 from filejobs.message import Allowed, Job
@@ -81,7 +81,7 @@ def placeholder_values(account: str) -> dict:
             "QUEUE_NAME": QUEUE, "DLQ_NAME": f"{QUEUE}-dlq", "ASG_NAME": ASG, "LOG_GROUP": "/filejobs/policy-test"}
 
 
-#: The API parameters ``policy.required`` reads.
+#: The API parameters ``iamcalls.required`` reads.
 PARAMS = ("Bucket", "Key", "Prefix", "Delete", "QueueUrl", "QueueName", "AutoScalingGroupName", "SourceArn",
           "DestinationArn", "VersionId", "Namespace", "InstanceId", "logGroupName", "logStreamName")
 
@@ -298,7 +298,7 @@ def _needs(calls, account):
     for service, operation, params in calls:
         if operation == "SetInstanceHealth":
             params = {**params, "AutoScalingGroupName": ASG}  # IAM checks it on the instance's group
-        for need in policy.required(service, operation, params, region=REGION, account=account):
+        for need in iamcalls.required(service, operation, params, region=REGION, account=account):
             out.append((f"{service}:{operation}", need))
     return out
 
@@ -379,7 +379,7 @@ def test_the_worker_could_not_do_the_senders_job_and_vice_versa(scenario):
     assert not worker.allows("s3:DeleteObject", f"arn:aws:s3:::{BUCKET}/output/a.txt.out")
     assert not sender.allows("sqs:ReceiveMessage", q)
     assert not sender.allows("s3:PutObject", f"arn:aws:s3:::{BUCKET}/output/a.txt.out")
-    assert not sender.allows("autoscaling:SetInstanceProtection", policy.group_arn(ASG, region=REGION, account=account))
+    assert not sender.allows("autoscaling:SetInstanceProtection", iamcalls.group_arn(ASG, region=REGION, account=account))
 
 
 # --------------------------------------------------------------------------- documents
@@ -468,7 +468,7 @@ def test_evaluator_basics():
 
 
 def test_call_to_permission_mapping():
-    need = lambda *a: policy.required(*a, region=REGION, account="111122223333")  # noqa: E731
+    need = lambda *a: iamcalls.required(*a, region=REGION, account="111122223333")  # noqa: E731
     url = "https://sqs.eu-west-1.amazonaws.com/111122223333/jobs"
     assert need("s3", "HeadObject", {"Bucket": "b", "Key": "o/k"}) == [policy.Need("s3:GetObject", "arn:aws:s3:::b/o/k")]
     assert need("s3", "UploadPart", {"Bucket": "b", "Key": "k"})[0].action == "s3:PutObject"
