@@ -17,6 +17,7 @@ from testing.policy import Need, UnknownOperation
 #: policy must say ``autoScalingGroup:*:autoScalingGroupName/NAME`` (as AWS recommends) to match.
 ANY_GROUP_ID = "00000000-0000-0000-0000-000000000000"
 
+
 def queue_arn(queue_url: str, *, region: str, account: str, partition: str = "aws") -> str:
     """``https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`` → ``arn:aws:sqs:REGION:ACCOUNT:NAME``.
 
