@@ -7,7 +7,7 @@
 
 Every scenario runs the real CLIs as processes: ``sendjobs`` submits the files (in waves, since
 moto slows down as a queue gets deep), ``workers`` × ``getjobs`` process them through the
-observing, fault-injecting proxy (filejobs/faultproxy.py) in front of moto's server, and a
+observing, fault-injecting proxy (testing/faultproxy.py) in front of moto's server, and a
 seeded chaos loop signals random workers (SIGKILL, or SIGTERM for the drain scenario) and
 starts a replacement each time. Each job's command appends "<job id> <worker>" to a shared log
 before it works, so every execution is counted, including those cut short by a kill.

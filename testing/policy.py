@@ -1,6 +1,6 @@
 """A small, pure IAM evaluator: does a policy document allow what the tools really call?
 
-Used by the tests (``tests/test_policies.py``) to prove that ``role.json`` and ``sender-policy.json``
+Used by the tests (``tests/infra/test_policies.py``) to prove that ``role.json`` and ``sender-policy.json``
 allow every AWS call the worker and the sender make, and nothing they never make. Not used by the
 tools at run time; no boto3, no I/O.
 

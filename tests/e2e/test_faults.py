@@ -1,6 +1,6 @@
 """Fault injection: 10 % of the S3 and SQS requests of *both* tools fail (503 SlowDown /
 ServiceUnavailable, 500, connection reset, and "read timeout" = applied upstream but the response
-lost), through the fault-injecting proxy (filejobs/faultproxy.py) in front of the local endpoint.
+lost), through the fault-injecting proxy (testing/faultproxy.py) in front of the local endpoint.
 
 sendjobs still submits every file (exit 0), every job completes with the right output, nothing is
 lost, dead-lettered or left in the queue; retries and duplicates are reported (``-s`` shows them).
