@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from contextlib import contextmanager
 
@@ -153,3 +156,16 @@ class RecordingLog:
 
     def of(self, event: str) -> list[dict]:
         return [f for e, f in self.events if e == event]
+
+
+def endpoint_kind(url: str) -> str:
+    """moto, localstack or other, from what the endpoint answers."""
+    for kind, path, check in (("localstack", "/_localstack/health", lambda body: "services" in json.loads(body)),
+                              ("moto", "/moto-api/data.json", lambda body: isinstance(json.loads(body), dict))):
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + path, timeout=30) as answer:
+                if answer.status == 200 and check(answer.read()):
+                    return kind
+        except (urllib.error.URLError, ValueError, OSError):
+            continue
+    return "other"

@@ -25,16 +25,32 @@ from testing import helpers
 _TIER_ORDER = {"e2e": 1, "infra": 2, "aws": 3, "unit": 4}
 
 
-def pytest_collection_modifyitems(items):
-    """Slowest first, so that with ``-n auto`` no worker is left running a long test at the end
-    while the others idle (pytest-xdist hands tests out in collection order)."""
+def pytest_collection_modifyitems(config, items):
+    """Slowest first, dealt out like cards. pytest-xdist's worksteal scheduler gives each of W
+    workers one contiguous slice of the collection at the start (and later moves only queued
+    tests): sorted by cost alone, the first slice held every slow test and one worker ran them all
+    one after the other (108 s while the others were done at 93 s). Dealt round-robin into W
+    slices, every worker starts with its share of the slow tests, heaviest first."""
     def cost(item) -> int:
         if item.get_closest_marker("slow"):
             return 0
         parts = item.nodeid.split("/")
         return _TIER_ORDER.get(parts[1] if len(parts) > 2 else "", 5)
 
-    items.sort(key=cost)
+    ordered = sorted(items, key=cost)
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    sizes, left = [], len(ordered)
+    for i in range(workers):  # xdist's first deal: node i of W takes len(pending) // (W - i) off the front
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    hands: list[list] = [[] for _ in range(workers)]
+    turn = 0
+    for item in ordered:
+        while len(hands[turn % workers]) >= sizes[turn % workers]:
+            turn += 1
+        hands[turn % workers].append(item)
+        turn += 1
+    items[:] = [item for hand in hands for item in hand]
 
 
 @pytest.fixture(autouse=True)
