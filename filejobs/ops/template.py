@@ -25,8 +25,8 @@ _FN_TAGS = ("Base64", "Cidr", "FindInMap", "GetAZs", "ImportValue", "Join", "Sel
 
 
 def _cfn_loader():
-    """``yaml.SafeLoader`` (libyaml's when there) that turns CloudFormation's short tags (``!Ref X``, ``!Sub ...``,
-    ``!GetAtt A.B``...) into their long forms (``{"Ref": "X"}``, ``{"Fn::Sub": ...}``...).
+    """``yaml.SafeLoader`` (libyaml's when there) that turns CloudFormation's short tags (``!Ref X``,
+    ``!Sub ...``, ``!GetAtt A.B``...) into their long forms (``{"Ref": "X"}``, ``{"Fn::Sub": ...}``...).
 
     PyYAML is imported here, not at module level: only the operator commands read templates, and
     the worker's install (``pip install filejobs``) does not include it (``filejobs[deploy]`` does)."""

@@ -1,5 +1,6 @@
-"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder (folders.py). Makes no
-SQS call: it returns an ``Outcome`` and ``settle`` does what that means for the message.
+"""One message's jobs: read -> (per job) download -> run -> upload, in a private folder
+(folders.py). Makes no SQS call: it returns an ``Outcome`` and ``settle`` does what that means for
+the message.
 
 What a body asks for is ``intake.read``'s decision (pure); here each job is only done. A message
 with several jobs (an S3 event may batch records) settles once: done when every job is done,
