@@ -25,6 +25,7 @@ class LocalEndpoint:
                 "the local endpoint needs moto's server: pip install 'filejobs[local]'") from None
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         _cheaper_sqs_clock()
+        _remember_backend_lookups()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.url = ""
 
@@ -60,6 +61,31 @@ def _cheaper_sqs_clock() -> None:
 
     unix_time._filejobs = unix_time_millis._filejobs = True
     models.unix_time, models.unix_time_millis = unix_time, unix_time_millis
+
+
+def _remember_backend_lookups() -> None:
+    """moto's server finds the service a request is for from its host name, and for each request
+    lists moto's own package folder (a stat per service, about 150) before trying every service's
+    URL patterns: a tenth of the server's CPU in the event-storm test. The answer depends on the
+    host name alone and the set of host names a client uses is small, so each answer is kept."""
+    try:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    except ImportError:  # pragma: no cover - depends on the install
+        return
+    look_up = getattr(DomainDispatcherApplication, "get_backend_for_host", None)
+    if not callable(look_up) or getattr(look_up, "_filejobs", False):
+        return
+    def get_backend_for_host(self, host):
+        known = self.__dict__.setdefault("_filejobs_backends", {})
+        if host not in known:
+            backend = look_up(self, host)
+            if len(known) >= 1024:  # virtual-hosted bucket names are many: only the common ones are kept
+                return backend
+            known[host] = backend
+        return known[host]
+
+    get_backend_for_host._filejobs = True
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
 @contextmanager
