@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
 import subprocess
 import sys
 import urllib.error
@@ -13,6 +15,12 @@ from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
+
+
+#: moto builds its whole public AMI catalogue (thousands of images, each with random ids) whenever
+#: an account's EC2 backend is first used: about 0.1 s per mock_aws test that touches EC2. No test
+#: needs a real AMI (a launch template's ImageId is not looked up), so the catalogue is left out.
+MOTO_EC2_LOAD_DEFAULT_AMIS = "false"
 
 
 def isolate_aws(monkeypatch, tmp_path) -> None:
@@ -28,25 +36,60 @@ def isolate_aws(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", MOTO_EC2_LOAD_DEFAULT_AMIS)
 
 
-_loader = None
+def once_per_run(tmp_path_factory, name: str, compute):
+    """``compute()`` once per test run, by whichever pytest-xdist worker asks first; the others wait
+    for it and get a copy of its result (pickled). Without xdist, simply ``compute()``. For a
+    module- or session-scoped fixture that several workers would otherwise each build in full."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return compute()
+    shared = tmp_path_factory.getbasetemp().parent / f"once-{run}"  # the run's folder, above each worker's
+    shared.mkdir(exist_ok=True)
+    done = shared / f"{name}.pickle"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, by an exception too
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        value = compute()
+        partial = shared / f"{name}.partial"
+        partial.write_bytes(pickle.dumps(value))
+        partial.rename(done)
+        return value
 
 
-def session(region: str = REGION, **kwargs):
-    """A boto3 session whose service models are read once per process: each new session re-reads
-    them (about 0.2 s for the six services the operator commands use), which made up a good part
-    of the suite's time. Credentials and configuration are still resolved per session."""
-    global _loader
-    import boto3
+def share_botocore_models() -> None:
+    """Every botocore session in this process reads its service models, endpoints and partitions
+    through one loader. Each new session otherwise re-reads and re-parses them (about 10 ms of JSON
+    per client); the suite makes hundreds of sessions, one per CLI run through CliRunner and per
+    moto test. What a session resolves from the environment (credentials, region, configuration) is
+    untouched: only the read-only model files are shared."""
     import botocore.loaders
     import botocore.session
 
-    if _loader is None:
-        _loader = botocore.loaders.Loader()
-    core = botocore.session.Session()
-    core.register_component("data_loader", _loader)
-    return boto3.Session(botocore_session=core, region_name=region, **kwargs)
+    if getattr(botocore.session.create_loader, "_shared", False):
+        return
+    loaders: dict = {}
+    create = botocore.loaders.create_loader
+
+    def create_loader(search_path_string=None):
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create(search_path_string)
+        return loaders[search_path_string]
+
+    create_loader._shared = True
+    botocore.session.create_loader = create_loader
+
+
+def session(region: str = REGION, **kwargs):
+    """A boto3 session for a test (the service models shared, ``share_botocore_models``);
+    credentials and configuration are resolved per session."""
+    import boto3
+
+    share_botocore_models()
+    return boto3.Session(region_name=region, **kwargs)
 
 
 def vanish_during_walk(monkeypatch, rel: str) -> None:

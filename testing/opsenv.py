@@ -86,6 +86,18 @@ def _remember_moto_template_parses() -> None:
     models.ChangeSet._parse_template = change_set_parse
 
 
+class _OnFirstUse(dict):
+    """Clients made when a test first asks for them: most tests look at two services of six."""
+
+    def __init__(self, make):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name):
+        self[name] = self._make(name)
+        return self[name]
+
+
 @contextmanager
 def ops_env():
     from moto import mock_aws
@@ -95,7 +107,7 @@ def ops_env():
         session = helpers.session(REGION)
         calls = Calls()
         clients = {name: calls.attach(session.client(name, config=aws.client_config())) for name in SERVICES}
-        plain = {name: session.client(name) for name in SERVICES}
+        plain = _OnFirstUse(session.client)
         yield OpsEnv(session, calls, clients, plain, FakeClock())
 
 

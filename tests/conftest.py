@@ -19,6 +19,8 @@ from filejobs.ops import resources  # noqa: E402
 from testing.helpers import REGION, ROOT, isolate_aws, unique  # noqa: E402
 from testing import helpers
 
+helpers.share_botocore_models()
+
 
 #: Tiers from slowest to fastest per test (measured: an e2e test runs CLIs as subprocesses on a
 #: server, a unit test takes milliseconds).
@@ -93,7 +95,8 @@ def make_resources():
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A moto server in its own process, started by our own ``jobctl local`` (127.0.0.1, free port)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+           "MOTO_EC2_LOAD_DEFAULT_AMIS": helpers.MOTO_EC2_LOAD_DEFAULT_AMIS}
     proc = subprocess.Popen([sys.executable, "-m", "filejobs.cli", "local"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()

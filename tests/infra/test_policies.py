@@ -150,14 +150,18 @@ def _run_worker(clients, runner, *, queue: str, protector=None, **overrides) -> 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    """Run the sender and three worker phases once; return what was recorded and observed."""
+    """Run the sender and three worker phases once per run (whichever xdist worker is first); return
+    what was recorded and observed."""
     from moto import mock_aws
 
-    tmp = tmp_path_factory.mktemp("policies")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate_aws(mp, tmp)  # conftest's autouse isolation is function-scoped
-        with mock_aws():
-            yield _scenario(tmp)
+    def run() -> dict:
+        tmp = tmp_path_factory.mktemp("policies")
+        with pytest.MonkeyPatch.context() as mp:
+            isolate_aws(mp, tmp)  # conftest's autouse isolation is function-scoped
+            with mock_aws():
+                return _scenario(tmp)
+
+    return helpers.once_per_run(tmp_path_factory, "policy-scenario", run)
 
 
 def _scenario(tmp) -> dict:
