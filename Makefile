@@ -34,13 +34,16 @@ demo-events: $(VENV)/.local-installed
 # (on 2 cores: 1 per core 168 s, 2 per core 117 s, 3 per core 130 s). The slowest tests are handed
 # out first (tests/conftest.py) and a worker that runs dry steals queued tests from another
 # (worksteal: without it one worker was left with the whole e2e tier while the other idled).
+# The suite starts about 150 Python processes on the same sources: with PYTHONDONTWRITEBYTECODE set
+# (some images set it) each one compiles the package again and every pytest worker rewrites every
+# test module, about 8 % of the suite's CPU. The tests write their bytecode (__pycache__ is ignored).
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(2 * (os.cpu_count() or 1))' 2>/dev/null || echo 2)
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The fast tier: pure modules and fakes, no server, no subprocess (seconds).
 check: $(VENV)/.dev-installed
-	$(PY) -m pytest -q tests/unit
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q tests/unit
 
 # Benchmarks (bench/README.md): moto, and fauxqs from the npm registry when node is there.
 bench/.fauxqs/node_modules/fauxqs:

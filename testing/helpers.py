@@ -60,6 +60,26 @@ def once_per_run(tmp_path_factory, name: str, compute):
         return value
 
 
+def one_moto_key_pair() -> None:
+    """moto's KMS makes a fresh RSA-2048 key pair for every key it creates, symmetric ones included
+    (35 ms each; the stack has a key, and the deploy tests make dozens of stacks). No test uses the
+    key material, so one pair per key spec serves them all. In-process moto (mock_aws) only."""
+    from moto.kms import models
+
+    make = models.generate_private_key
+    if getattr(make, "_shared", False):
+        return
+    made: dict = {}
+
+    def generate_private_key(key_spec):
+        if key_spec not in made:
+            made[key_spec] = make(key_spec)
+        return made[key_spec]
+
+    generate_private_key._shared = True
+    models.generate_private_key = generate_private_key
+
+
 def share_botocore_models() -> None:
     """Every botocore session in this process reads its service models, endpoints and partitions
     through one loader. Each new session otherwise re-reads and re-parses them (about 10 ms of JSON

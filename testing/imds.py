@@ -51,7 +51,8 @@ class FakeImds:
         self.tokens.clear()
 
     def __enter__(self) -> "FakeImds":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop's next look at its flag: every 0.5 s by default.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -103,6 +103,7 @@ def ops_env():
     from moto import mock_aws
 
     _remember_moto_template_parses()
+    helpers.one_moto_key_pair()
     with mock_aws():
         session = helpers.session(REGION)
         calls = Calls()

@@ -27,12 +27,19 @@ helpers.share_botocore_models()
 _TIER_ORDER = {"e2e": 1, "infra": 2, "aws": 3, "unit": 4}
 
 
+#: Module-scoped fixtures that cost a second or more of CPU and cannot be handed from one process to
+#: another (they hold live clients): their tests go into one worker's hand, so only that worker
+#: builds them (dealt round-robin, each worker built its own).
+_SHARED_FIXTURES = ("deployed",)
+
+
 def pytest_collection_modifyitems(config, items):
     """Slowest first, dealt out like cards. pytest-xdist's worksteal scheduler gives each of W
     workers one contiguous slice of the collection at the start (and later moves only queued
     tests): sorted by cost alone, the first slice held every slow test and one worker ran them all
     one after the other (108 s while the others were done at 93 s). Dealt round-robin into W
-    slices, every worker starts with its share of the slow tests, heaviest first."""
+    slices, every worker starts with its share of the slow tests, heaviest first. The tests of a
+    fixture in ``_SHARED_FIXTURES`` are kept in one hand."""
     def cost(item) -> int:
         if item.get_closest_marker("slow"):
             return 0
@@ -46,11 +53,18 @@ def pytest_collection_modifyitems(config, items):
         sizes.append(left // (workers - i))
         left -= sizes[-1]
     hands: list[list] = [[] for _ in range(workers)]
+    hand_of: dict[str, int] = {}
     turn = 0
     for item in ordered:
+        shared = next((name for name in _SHARED_FIXTURES if name in getattr(item, "fixturenames", ())), None)
+        if shared in hand_of and len(hands[hand_of[shared]]) < sizes[hand_of[shared]]:
+            hands[hand_of[shared]].append(item)
+            continue
         while len(hands[turn % workers]) >= sizes[turn % workers]:
             turn += 1
         hands[turn % workers].append(item)
+        if shared:
+            hand_of[shared] = turn % workers
         turn += 1
     items[:] = [item for hand in hands for item in hand]
 

@@ -116,11 +116,14 @@ def test_the_wheelhouse_installs_in_a_fresh_venv_with_no_index_and_no_network(wh
     python = worker_python()
     if python is None:
         pytest.skip("no Python >= 3.10 to install the workers' wheelhouse on")
-    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    # The venv gets no pip of its own (ensurepip is half the test's CPU): this one's pip installs into
+    # it. The boot test (test_user_data.py) runs user data's own venv and pip.
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9"}
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python")]
     install = subprocess.run(_offline([
-        str(venv / "bin/python"), "-m", "pip", "install", "--isolated", "--no-index", "--find-links",
+        *pip, "install", "--isolated", "--no-index", "--find-links",
         str(tmp_path / "wheelhouse"), "--require-hashes", "--no-cache-dir", "--disable-pip-version-check", "-q",
         "-r", str(tmp_path / "wheelhouse/requirements.txt")]), env=env, capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
@@ -129,7 +132,7 @@ def test_the_wheelhouse_installs_in_a_fresh_venv_with_no_index_and_no_network(wh
     # A tampered wheel is refused by its hash.
     wheel = next((tmp_path / "wheelhouse").glob("six-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"\0")
-    again = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--isolated", "--no-index",
+    again = subprocess.run([*pip, "install", "--isolated", "--no-index",
                             "--force-reinstall", "--find-links", str(tmp_path / "wheelhouse"), "--require-hashes",
                             "--no-cache-dir", "-q", "-r", str(tmp_path / "wheelhouse/requirements.txt")],
                            env=env, capture_output=True, text=True)
