@@ -29,15 +29,16 @@ demo: $(VENV)/.local-installed
 demo-events: $(VENV)/.local-installed
 	$(PY) examples/demo_events.py
 
-# Two pytest workers per core (pytest-xdist): an end-to-end test spends much of its time waiting
-# on its subprocesses and the local endpoint, and another worker's test can use the core meanwhile
-# (on 2 cores: 1 per core 168 s, 2 per core 117 s, 3 per core 130 s). The slowest tests are handed
-# out first (tests/conftest.py) and a worker that runs dry steals queued tests from another
-# (worksteal: without it one worker was left with the whole e2e tier while the other idled).
+# Two and a half pytest workers per core (pytest-xdist): an end-to-end test spends much of its time
+# waiting on its subprocesses and the local endpoint, and another worker's test can use the core
+# meanwhile (on 2 cores, pytest's seconds: 4 workers 82.6-98.5, median 85.0; 5 workers 80.6-85.8;
+# 6 workers 84.5). The slowest tests are handed out first (tests/conftest.py) and a worker that runs
+# dry steals queued tests from another (worksteal: without it one worker was left with the whole e2e
+# tier while the other idled).
 # The suite starts about 150 Python processes on the same sources: with PYTHONDONTWRITEBYTECODE set
 # (some images set it) each one compiles the package again and every pytest worker rewrites every
 # test module, about 8 % of the suite's CPU. The tests write their bytecode (__pycache__ is ignored).
-TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(2 * (os.cpu_count() or 1))' 2>/dev/null || echo 2)
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((5 * (os.cpu_count() or 1) + 1) // 2)' 2>/dev/null || echo 3)
 test: $(VENV)/.dev-installed
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 

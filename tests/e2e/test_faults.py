@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_both_tools_survive_ten_percent_faults(endpoint, server, tmp_path):
     sc = chaos.Scenario(name="faults", jobs=100, workers=2, concurrency=2, kills=0, max_kills=0,
-                        kill_signal=signal.SIGKILL, fault_rate=0.10, visibility_s=10, seed=11, timeout_s=150)
+                        kill_signal=signal.SIGKILL, fault_rate=0.10, visibility_s=6, seed=11, timeout_s=150)
     r = chaos.run(endpoint, sc, workdir=str(tmp_path), base_env=server.env)
     print("\n" + chaos.table([r]) + "\n" + json.dumps(r.as_dict(), default=str))
     assert not r.timed_out, r.as_dict()
