@@ -73,8 +73,7 @@ def one_shot_sqs(clients):
     """An SQS client that does not retry: an endpoint without the API answers 500, which botocore
     would otherwise retry for seconds before we could fall back."""
     return clients.session.client("sqs", endpoint_url=clients.target.resolved_endpoint,
-                                  config=aws.client_config().merge(
-                                      aws.Config(retries={"mode": "standard", "max_attempts": 1})))
+                                  config=aws.client_config(max_attempts=1))
 
 
 def start(sqs, *, source_arn: str, destination_arn: str) -> str:

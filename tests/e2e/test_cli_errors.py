@@ -188,3 +188,19 @@ def test_unreadable_file_is_named_once(base_env, layout, real):
     mentions = [line for line in proc.stderr.splitlines() if "secret.txt" in line]
     assert mentions and all("Permission denied" in m for m in mentions), proc.stderr
     assert len(mentions) == 1, f"--quiet should name the failed file once, got:\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("argv", [["sendjobs.py", "--help"], ["sendjobs.py", "--concurrency", "0", "d", "b", "i/", "o/",
+                                                               "q", REGION],
+                                  ["getjobs.py", "--version"], ["getjobs.py", "--wait-time", "21", "w", ".out", "q",
+                                                                REGION, "cp"],
+                                  ["-m", "filejobs.cli", "--help"], ["-m", "filejobs.cli", "status"]])
+def test_help_version_and_usage_errors_answer_without_loading_boto3(argv, base_env):
+    """boto3 costs more to import than all the rest of a tool: it is loaded when the first session
+    is made, so a question about the tool or a mistyped option is answered at once."""
+    script = [os.path.join(ROOT, argv[0]), *argv[1:]] if argv[0].endswith(".py") else argv
+    proc = subprocess.run([sys.executable, "-X", "importtime", *script], env=base_env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert proc.returncode in (0, 2) and "click" in imported, proc.stderr[-2000:]
+    assert not {"boto3", "botocore.session", "s3transfer"} & imported, proc.stderr[-2000:]
