@@ -50,7 +50,7 @@ def _cheaper_sqs_clock() -> None:
     except ImportError:  # pragma: no cover - depends on the install
         return
     slow_s, slow_ms = getattr(models, "unix_time", None), getattr(models, "unix_time_millis", None)
-    if not (callable(slow_s) and callable(slow_ms)) or getattr(slow_s, "_filejobs", False):
+    if not (callable(slow_s) and callable(slow_ms)) or getattr(slow_s, "filejobs_shim", False):
         return
 
     def unix_time(dt=None):
@@ -59,7 +59,7 @@ def _cheaper_sqs_clock() -> None:
     def unix_time_millis(dt=None):
         return time.time() * 1000.0 if dt is None else slow_ms(dt)
 
-    unix_time._filejobs = unix_time_millis._filejobs = True
+    unix_time.filejobs_shim = unix_time_millis.filejobs_shim = True
     models.unix_time, models.unix_time_millis = unix_time, unix_time_millis
 
 
@@ -73,7 +73,7 @@ def _remember_backend_lookups() -> None:
     except ImportError:  # pragma: no cover - depends on the install
         return
     look_up = getattr(DomainDispatcherApplication, "get_backend_for_host", None)
-    if not callable(look_up) or getattr(look_up, "_filejobs", False):
+    if not callable(look_up) or getattr(look_up, "filejobs_shim", False):
         return
     def get_backend_for_host(self, host):
         known = self.__dict__.setdefault("_filejobs_backends", {})
@@ -84,7 +84,7 @@ def _remember_backend_lookups() -> None:
             known[host] = backend
         return known[host]
 
-    get_backend_for_host._filejobs = True
+    get_backend_for_host.filejobs_shim = True
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 

@@ -18,7 +18,7 @@ from filejobs.local import LocalEndpoint
 assert models.unix_time is utils.unix_time
 LocalEndpoint()
 LocalEndpoint()  # twice: not wrapped twice
-assert models.unix_time is not utils.unix_time and models.unix_time._filejobs
+assert models.unix_time is not utils.unix_time and models.unix_time.filejobs_shim
 assert abs(models.unix_time() - utils.unix_time()) < 0.5
 assert abs(models.unix_time_millis() - utils.unix_time_millis()) < 500
 when = datetime(2026, 12, 5, 1, 2, 3)
@@ -44,7 +44,7 @@ hosts = ["s3.us-east-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com", "my-bucket
 expected = {host: plain.get_backend_for_host(host) for host in hosts}
 LocalEndpoint()
 LocalEndpoint()  # twice: not wrapped twice
-assert DomainDispatcherApplication.get_backend_for_host._filejobs
+assert DomainDispatcherApplication.get_backend_for_host.filejobs_shim
 app = DomainDispatcherApplication(create_backend_app)
 for _ in range(2):  # the first answer is looked up, the second remembered: both are moto's own
     assert {host: app.get_backend_for_host(host) for host in hosts} == expected
