@@ -10,9 +10,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import botocore.exceptions as bexc
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 # boto3 and the rest of botocore (0.15 s of CPU to import) are imported when the first session or
 # client is made, so that --help, --version and a usage error answer at once.

@@ -75,6 +75,7 @@ def _remember_backend_lookups() -> None:
     look_up = getattr(DomainDispatcherApplication, "get_backend_for_host", None)
     if not callable(look_up) or getattr(look_up, "filejobs_shim", False):
         return
+
     def get_backend_for_host(self, host):
         known = self.__dict__.setdefault("_filejobs_backends", {})
         if host not in known:

@@ -60,24 +60,30 @@ def once_per_run(tmp_path_factory, name: str, compute):
         return value
 
 
+def _remember_answers(module, name: str) -> None:
+    """Replace ``module.name``, a function whose answer depends on its arguments alone, by one
+    that works each answer out once per process."""
+    work_out = getattr(module, name)
+    if getattr(work_out, "remembers_answers", False):
+        return
+    answers: dict = {}
+
+    def remembered(*args):
+        if args not in answers:
+            answers[args] = work_out(*args)
+        return answers[args]
+
+    remembered.remembers_answers = True
+    setattr(module, name, remembered)
+
+
 def one_moto_key_pair() -> None:
     """moto's KMS makes a fresh RSA-2048 key pair for every key it creates, symmetric ones included
     (35 ms each; the stack has a key, and the deploy tests make dozens of stacks). No test uses the
     key material, so one pair per key spec serves them all. In-process moto (mock_aws) only."""
     from moto.kms import models
 
-    make = models.generate_private_key
-    if getattr(make, "_shared", False):
-        return
-    made: dict = {}
-
-    def generate_private_key(key_spec):
-        if key_spec not in made:
-            made[key_spec] = make(key_spec)
-        return made[key_spec]
-
-    generate_private_key._shared = True
-    models.generate_private_key = generate_private_key
+    _remember_answers(models, "generate_private_key")
 
 
 def share_botocore_models() -> None:
@@ -86,21 +92,9 @@ def share_botocore_models() -> None:
     per client); the suite makes hundreds of sessions, one per CLI run through CliRunner and per
     moto test. What a session resolves from the environment (credentials, region, configuration) is
     untouched: only the read-only model files are shared."""
-    import botocore.loaders
     import botocore.session
 
-    if getattr(botocore.session.create_loader, "_shared", False):
-        return
-    loaders: dict = {}
-    create = botocore.loaders.create_loader
-
-    def create_loader(search_path_string=None):
-        if search_path_string not in loaders:
-            loaders[search_path_string] = create(search_path_string)
-        return loaders[search_path_string]
-
-    create_loader._shared = True
-    botocore.session.create_loader = create_loader
+    _remember_answers(botocore.session, "create_loader")
 
 
 def session(region: str = REGION, **kwargs):
